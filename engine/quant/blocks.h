@@ -1,0 +1,51 @@
+#ifndef MEMORIA_ENGINE_QUANT_BLOCKS_H_
+#define MEMORIA_ENGINE_QUANT_BLOCKS_H_
+
+#include <cstdint>
+
+namespace memoria {
+
+// Quantized block layouts, bit-exact with the GGUF format. Scales marked fp16 are IEEE halves.
+inline constexpr int kQK8_0 = 32;
+inline constexpr int kQK4_0 = 32;
+inline constexpr int kQK_K = 256;  // super-block of the k-quants
+
+struct BlockQ8_0 {
+  uint16_t d;          // fp16 scale
+  int8_t qs[kQK8_0];   // x = d * q
+};
+static_assert(sizeof(BlockQ8_0) == 34);
+
+struct BlockQ4_0 {
+  uint16_t d;                // fp16 scale
+  uint8_t qs[kQK4_0 / 2];    // x[i] = d * ((qs[i] & 15) - 8), x[i + 16] = d * ((qs[i] >> 4) - 8)
+};
+static_assert(sizeof(BlockQ4_0) == 18);
+
+struct BlockQ4_K {
+  uint16_t d;              // fp16 super-block scale for the 6-bit scales
+  uint16_t dmin;           // fp16 super-block scale for the 6-bit mins
+  uint8_t scales[12];      // 8 scales and 8 mins, 6 bits each, packed
+  uint8_t qs[kQK_K / 2];   // 4-bit quants
+};
+static_assert(sizeof(BlockQ4_K) == 144);
+
+struct BlockQ6_K {
+  uint8_t ql[kQK_K / 2];      // low 4 bits
+  uint8_t qh[kQK_K / 4];      // high 2 bits
+  int8_t scales[kQK_K / 16];  // 8-bit scales, one per 16 elements
+  uint16_t d;                 // fp16 super-block scale
+};
+static_assert(sizeof(BlockQ6_K) == 210);
+
+// Activation format for dot products with k-quants (never stored in files we write).
+struct BlockQ8_K {
+  float d;
+  int8_t qs[kQK_K];
+  int16_t bsums[kQK_K / 16];  // sums of groups of 16 quants
+};
+static_assert(sizeof(BlockQ8_K) == 292);
+
+}  // namespace memoria
+
+#endif  // MEMORIA_ENGINE_QUANT_BLOCKS_H_

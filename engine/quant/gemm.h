@@ -1,0 +1,41 @@
+#ifndef MEMORIA_ENGINE_QUANT_GEMM_H_
+#define MEMORIA_ENGINE_QUANT_GEMM_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/gguf/ggml_type.h"
+
+namespace memoria {
+
+// Instruction-set paths for the CPU kernels, chosen once at run time from cpuid.
+enum class CpuIsa { kScalar, kAvx2, kAvx512 };
+CpuIsa DetectedCpuIsa();          // the best path this CPU supports
+CpuIsa ActiveCpuIsa();            // the path in use (DetectedCpuIsa unless overridden)
+void SetCpuIsaForTesting(CpuIsa isa);  // isa must be <= DetectedCpuIsa()
+const char* CpuIsaName(CpuIsa isa);
+
+// The format activations are converted to before a dot product with weights of type `weight`:
+// F32 -> F32, F16 -> F16, BF16 -> BF16, Q8_0/Q4_0 -> Q8_0, Q4_K/Q6_K -> Q8_K.
+GgmlType DotTypeFor(GgmlType weight);
+
+// Converts one activation row of k floats to `dot_type` (GgmlRowBytes(dot_type, k) bytes).
+void ConvertActivationRow(GgmlType dot_type, const float* x, void* out, int64_t k);
+
+// Weight-times-activations for a range of weight rows:
+//   y[b * ldy + r] = dot(W[r, 0:k], X[b, 0:k])   for r in [r0, r1), b in [0, nb)
+// W has `wtype` rows of w_row_bytes each; X holds nb rows already converted to DotTypeFor(wtype),
+// xq_row_bytes apart. Callers split [0, rows) across threads; this function is single-threaded.
+void GemmRows(GgmlType wtype, const void* w, size_t w_row_bytes, int64_t k, int64_t r0, int64_t r1,
+              const void* xq, size_t xq_row_bytes, int64_t nb, float* y, int64_t ldy);
+
+// Float vector helpers for attention (dispatched like GemmRows).
+float DotF32(const float* a, const float* b, int64_t n);
+float DotF16F32(const uint16_t* a_fp16, const float* b, int64_t n);
+void AxpyF32(float alpha, const float* x, float* y, int64_t n);           // y += alpha * x
+void AxpyF16F32(float alpha, const uint16_t* x_fp16, float* y, int64_t n);  // y += alpha * x
+void Fp32ToFp16Row(const float* x, uint16_t* y, int64_t n);
+
+}  // namespace memoria
+
+#endif  // MEMORIA_ENGINE_QUANT_GEMM_H_
