@@ -1,1 +1,194 @@
-// placeholder: being written
+// Attention of the CPU backend: paged KV storage plus per-head memory entries in one softmax.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "engine/backend/cpu/cpu_backend.h"
+#include "engine/quant/fp16.h"
+#include "engine/quant/gemm.h"
+
+namespace memoria {
+namespace {
+
+inline const float* RowF32(const Tensor& t, int64_t r) {
+  return reinterpret_cast<const float*>(static_cast<const char*>(t.data) + r * t.row_bytes);
+}
+
+// Memory entries of one (sequence, KV head) flattened for the kernel: keys as f32 (rotated when
+// the view asks for it), values left in their page.
+struct PreparedMemory {
+  std::vector<float> keys;  // count x head_dim
+  std::vector<const void*> values;
+  std::vector<bool> values_f16;
+  int32_t count() const { return static_cast<int32_t>(values.size()); }
+};
+
+}  // namespace
+
+void CpuBackend::StoreKv(int32_t layer, const Tensor& k, const Tensor& v) {
+  const int32_t hd = kv_.head_dim;
+  const size_t head_bytes = static_cast<size_t>(hd) * kv_elem_bytes_;
+  uint8_t* kc = k_cache_[layer].get();
+  uint8_t* vc = v_cache_[layer].get();
+  pool_.Run(plan_->n_rows(), [&](int64_t r) {
+    const BatchSequence& seq = plan_->sequences[row_sequence_[r]];
+    const int32_t slot = seq.n_cached + static_cast<int32_t>(r - seq.first_row);
+    const int32_t page = seq.pages[slot / kv_.page_size];
+    const int32_t in_page = slot % kv_.page_size;
+    for (int32_t g = 0; g < kv_.n_kv_heads; ++g) {
+      size_t off = ((static_cast<size_t>(page) * kv_.n_kv_heads + g) * kv_.page_size + in_page) * head_bytes;
+      const float* ks = RowF32(k, r) + g * hd;
+      const float* vs = RowF32(v, r) + g * hd;
+      if (kv_.type == GgmlType::kF16) {
+        Fp32ToFp16Row(ks, reinterpret_cast<uint16_t*>(kc + off), hd);
+        Fp32ToFp16Row(vs, reinterpret_cast<uint16_t*>(vc + off), hd);
+      } else {
+        std::memcpy(kc + off, ks, head_bytes);
+        std::memcpy(vc + off, vs, head_bytes);
+      }
+    }
+  });
+}
+
+void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_rope, const Tensor& k,
+                           const Tensor& v, Tensor* out, float* mass) {
+  StoreKv(layer, k, v);
+
+  const int32_t hd = kv_.head_dim;
+  const int32_t n_kv = kv_.n_kv_heads;
+  const int32_t n_heads = static_cast<int32_t>(q.cols / hd);
+  const int32_t group = n_heads / n_kv;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const size_t head_bytes = static_cast<size_t>(hd) * kv_elem_bytes_;
+  const bool f16 = kv_.type == GgmlType::kF16;
+  const uint8_t* kc = k_cache_[layer].get();
+  const uint8_t* vc = v_cache_[layer].get();
+  const int32_t n_seqs = static_cast<int32_t>(plan_->sequences.size());
+
+  // Memory keys of this layer, per (sequence, KV head), rotated once for all queries.
+  std::vector<PreparedMemory> memory(static_cast<size_t>(n_seqs) * n_kv);
+  pool_.Run(static_cast<int64_t>(n_seqs) * n_kv, [&](int64_t task) {
+    const int32_t s = static_cast<int32_t>(task / n_kv), g = static_cast<int32_t>(task % n_kv);
+    const MemoryView* view = plan_->sequences[s].memory;
+    if (view == nullptr) return;
+    PreparedMemory& pm = memory[task];
+    for (const MemoryEntries& e : view->Entries(layer, g)) {
+      const size_t elem = e.type == GgmlType::kF16 ? 2 : 4;
+      for (int32_t m = 0; m < e.count; ++m) {
+        const char* key = static_cast<const char*>(e.keys) + m * hd * elem;
+        size_t at = pm.keys.size();
+        pm.keys.resize(at + hd);
+        for (int32_t d = 0; d < hd; ++d) {
+          pm.keys[at + d] = e.type == GgmlType::kF16
+                                ? Fp16ToFp32(reinterpret_cast<const uint16_t*>(key)[d])
+                                : reinterpret_cast<const float*>(key)[d];
+        }
+        if (view->rotation() == MemoryRotation::kStoredPositions) RotateHead(&pm.keys[at], e.positions[m]);
+        pm.values.push_back(static_cast<const char*>(e.values) + m * hd * elem);
+        pm.values_f16.push_back(e.type == GgmlType::kF16);
+      }
+    }
+  });
+
+  // One query row of one head: scores over [memory] + [context slots 0..last], softmax, sum.
+  auto attend_row = [&](int32_t s, int32_t h, int64_t r, float* scores, float* mass_row) {
+    const BatchSequence& seq = plan_->sequences[s];
+    const int32_t g = h / group;
+    const PreparedMemory& pm = memory[static_cast<size_t>(s) * n_kv + g];
+    const int32_t n_mem = pm.count();
+    const int32_t last = seq.n_cached + static_cast<int32_t>(r - seq.first_row);
+    const float* qh = RowF32(q, r) + h * hd;
+    const float* qm = (seq.memory != nullptr && seq.memory->rotation() == MemoryRotation::kNone)
+                          ? RowF32(*q_pre_rope, r) + h * hd
+                          : qh;
+    float max_score = -INFINITY;
+    for (int32_t m = 0; m < n_mem; ++m) {
+      scores[m] = DotF32(qm, &pm.keys[static_cast<size_t>(m) * hd], hd) * scale;
+      max_score = std::max(max_score, scores[m]);
+    }
+    for (int32_t t = 0; t <= last; ++t) {
+      const int32_t page = seq.pages[t / kv_.page_size];
+      const uint8_t* key =
+          kc + ((static_cast<size_t>(page) * n_kv + g) * kv_.page_size + t % kv_.page_size) * head_bytes;
+      float sc = f16 ? DotF16F32(reinterpret_cast<const uint16_t*>(key), qh, hd)
+                     : DotF32(reinterpret_cast<const float*>(key), qh, hd);
+      scores[n_mem + t] = sc * scale;
+      max_score = std::max(max_score, scores[n_mem + t]);
+    }
+    double sum = 0;
+    for (int32_t i = 0; i < n_mem + last + 1; ++i) {
+      scores[i] = std::exp(scores[i] - max_score);
+      sum += scores[i];
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+    float* o = const_cast<float*>(RowF32(*out, r)) + h * hd;
+    std::fill(o, o + hd, 0.0f);
+    for (int32_t m = 0; m < n_mem; ++m) {
+      const float a = scores[m] * inv;
+      if (pm.values_f16[m]) {
+        AxpyF16F32(a, static_cast<const uint16_t*>(pm.values[m]), o, hd);
+      } else {
+        AxpyF32(a, static_cast<const float*>(pm.values[m]), o, hd);
+      }
+    }
+    for (int32_t t = 0; t <= last; ++t) {
+      const float a = scores[n_mem + t] * inv;
+      const int32_t page = seq.pages[t / kv_.page_size];
+      const uint8_t* val =
+          vc + ((static_cast<size_t>(page) * n_kv + g) * kv_.page_size + t % kv_.page_size) * head_bytes;
+      if (f16) {
+        AxpyF16F32(a, reinterpret_cast<const uint16_t*>(val), o, hd);
+      } else {
+        AxpyF32(a, reinterpret_cast<const float*>(val), o, hd);
+      }
+      if (mass_row != nullptr && t >= seq.n_cached) mass_row[t - seq.n_cached] += a;
+    }
+  };
+
+  auto scratch_for = [&](int32_t s) {
+    const BatchSequence& seq = plan_->sequences[s];
+    int32_t n_mem_max = 0;
+    for (int32_t g = 0; g < n_kv; ++g) {
+      n_mem_max = std::max(n_mem_max, memory[static_cast<size_t>(s) * n_kv + g].count());
+    }
+    return static_cast<size_t>(n_mem_max + seq.n_cached + seq.n_new);
+  };
+
+  if (mass != nullptr) {
+    // Introspection: one sequence; a task per KV group accumulates its own mass row, race-free.
+    const int64_t n_rows = plan_->n_rows();
+    std::fill(mass, mass + static_cast<size_t>(n_kv) * n_rows, 0.0f);
+    pool_.Run(n_kv, [&](int64_t g) {
+      std::vector<float> scores(scratch_for(0));
+      for (int32_t h = static_cast<int32_t>(g) * group; h < (g + 1) * group; ++h) {
+        for (int64_t r = 0; r < n_rows; ++r) attend_row(0, h, r, scores.data(), mass + g * n_rows);
+      }
+    });
+    return;
+  }
+
+  // Tasks: (sequence, head, block of up to kRowsPerTask query rows).
+  constexpr int32_t kRowsPerTask = 16;
+  struct Task {
+    int32_t seq, head;
+    int64_t row0, row1;
+  };
+  std::vector<Task> tasks;
+  for (int32_t s = 0; s < n_seqs; ++s) {
+    const BatchSequence& seq = plan_->sequences[s];
+    for (int32_t h = 0; h < n_heads; ++h) {
+      for (int32_t i = 0; i < seq.n_new; i += kRowsPerTask) {
+        tasks.push_back({s, h, seq.first_row + i, seq.first_row + std::min(seq.n_new, i + kRowsPerTask)});
+      }
+    }
+  }
+  pool_.Run(static_cast<int64_t>(tasks.size()), [&](int64_t i) {
+    const Task& t = tasks[i];
+    thread_local std::vector<float> scores;
+    scores.resize(scratch_for(t.seq));
+    for (int64_t r = t.row0; r < t.row1; ++r) attend_row(t.seq, t.head, r, scores.data(), nullptr);
+  });
+}
+
+}  // namespace memoria

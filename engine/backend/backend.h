@@ -1,0 +1,133 @@
+#ifndef MEMORIA_ENGINE_BACKEND_BACKEND_H_
+#define MEMORIA_ENGINE_BACKEND_BACKEND_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/gguf/ggml_type.h"
+#include "engine/gguf/gguf_file.h"
+#include "engine/model/memory.h"
+#include "engine/model/model_config.h"
+
+namespace memoria {
+
+enum class DeviceKind { kCpu, kCuda };
+
+// A 2-D tensor in a backend's memory: `rows` rows of `cols` elements of `type`, rows `row_bytes`
+// apart. `data` is a device pointer: only the backend that made it may dereference it.
+struct Tensor {
+  void* data = nullptr;
+  GgmlType type = GgmlType::kF32;
+  int64_t cols = 0;
+  int64_t rows = 0;
+  size_t row_bytes = 0;
+
+  // Rows [row0, row0 + n) of this tensor, sharing its memory.
+  Tensor Rows(int64_t row0, int64_t n) const {
+    Tensor t = *this;
+    t.data = static_cast<char*>(data) + row0 * row_bytes;
+    t.rows = n;
+    return t;
+  }
+};
+
+struct RopeConfig {
+  RopeStyle style = RopeStyle::kNormal;
+  int32_t n_dims = 0;      // rotated dimensions per head
+  int32_t head_dim = 0;
+  float freq_base = 10000.0f;
+  float freq_scale = 1.0f;
+  std::vector<float> freq_factors;  // n_dims / 2 divisors (Llama 3 rope_freqs), or empty
+};
+
+// Paged KV storage: `n_pages` pages of `page_size` token slots, shared by all sequences. A
+// sequence's page table maps its token slot s to page pages[s / page_size], row s % page_size.
+struct KvCacheConfig {
+  int32_t n_layers = 0;
+  int32_t n_kv_heads = 0;
+  int32_t head_dim = 0;
+  int32_t page_size = 16;
+  int32_t n_pages = 0;
+  GgmlType type = GgmlType::kF16;  // kF16 or kF32
+};
+
+// One sequence's part of a batch.
+struct BatchSequence {
+  std::span<const int32_t> pages;     // page table (covers n_cached + n_new slots)
+  int32_t n_cached = 0;               // tokens already in the cache before this batch
+  int32_t first_row = 0;              // first row of this sequence's tokens in the batch
+  int32_t n_new = 0;                  // its new tokens, stored at slots n_cached .. n_cached+n_new-1
+  const MemoryView* memory = nullptr; // extra entries to attend to in memory layers, or null
+};
+
+// The shape of one forward pass: which rows belong to which sequence and their rotary positions.
+struct BatchPlan {
+  std::vector<BatchSequence> sequences;
+  std::vector<int32_t> positions;  // one per row
+  int64_t n_rows() const { return static_cast<int64_t>(positions.size()); }
+};
+
+struct BackendOptions {
+  DeviceKind device = DeviceKind::kCpu;
+  int32_t n_threads = 0;  // CPU threads; 0 = all hardware threads
+};
+
+// The compute device behind the model. The model's forward pass is a fixed sequence of these
+// operations on Tensors the backend owns, so a device (CPU, CUDA) is one implementation of this
+// interface and the model code never touches tensor memory itself. Operations act on the first
+// `n` rows of their tensors and may run asynchronously; CopyToHost waits for them. Not
+// thread-safe: one compute thread drives a backend.
+class Backend {
+ public:
+  static absl::StatusOr<std::unique_ptr<Backend>> Create(const BackendOptions& options);
+  virtual ~Backend() = default;
+
+  virtual DeviceKind device() const = 0;
+  virtual std::string Describe() const = 0;
+
+  // Makes a weight usable on the device (the CPU backend reads it in place from the mapping).
+  // 1-D tensors become one row.
+  virtual absl::StatusOr<Tensor> UploadWeight(const GgufTensorInfo& info) = 0;
+  // Device memory owned by the backend for its lifetime.
+  virtual absl::StatusOr<Tensor> Allocate(GgmlType type, int64_t rows, int64_t cols) = 0;
+  virtual absl::Status InitKvCache(const KvCacheConfig& config, const RopeConfig& rope) = 0;
+  // Copies f32 rows [row0, row0 + n) of `src` to host memory.
+  virtual void CopyToHost(const Tensor& src, int64_t row0, int64_t n, float* dst) = 0;
+
+  // Sets the plan that Rope and Attention of the following layers use (page tables, positions,
+  // memories); the plan's pointers must stay valid until the next PrepareBatch.
+  virtual void PrepareBatch(const BatchPlan& plan) = 0;
+
+  // out[i] = table[ids[i]] as f32.
+  virtual void Embed(const Tensor& table, std::span<const int32_t> ids, Tensor* out) = 0;
+  // out[i] = x[i] / rms(x[i]) * weight.
+  virtual void RmsNorm(const Tensor& x, const Tensor& weight, float eps, int64_t n, Tensor* out) = 0;
+  // y[i] = W x[i] for i < n (W has y.cols rows of x.cols elements).
+  virtual void MatMul(const Tensor& w, const Tensor& x, int64_t n, Tensor* y) = 0;
+  virtual void AddBias(const Tensor& bias, int64_t n, Tensor* y) = 0;  // y[i] += bias
+  virtual void Add(const Tensor& a, int64_t n, Tensor* y) = 0;         // y[i] += a[i]
+  // out[i] = silu(gate[i]) * up[i]
+  virtual void SwiGlu(const Tensor& gate, const Tensor& up, int64_t n, Tensor* out) = 0;
+  virtual void Copy(const Tensor& src, int64_t n, Tensor* dst) = 0;
+  // dst[i] = src[rows[i]]
+  virtual void GatherRows(const Tensor& src, std::span<const int32_t> rows, Tensor* dst) = 0;
+  // Rotates every row's heads (x.cols / head_dim of them) at the plan's positions.
+  virtual void Rope(Tensor* x) = 0;
+  // For the planned rows: stores k and v (k already rotated) at each sequence's new slots of
+  // `layer`, then out = attention of q over [memory entries of the layer] + [causal context].
+  // q_pre_rope (rows of q before rotation) is needed when a memory view uses
+  // MemoryRotation::kNone, else may be null. When mass != null (host, n_kv_heads x n_rows, one
+  // sequence only) it receives, for each KV head g and row j, the attention weight j gets, summed
+  // over the group's query heads and the rows that see it (context only).
+  virtual void Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_rope, const Tensor& k,
+                         const Tensor& v, Tensor* out, float* mass) = 0;
+};
+
+}  // namespace memoria
+
+#endif  // MEMORIA_ENGINE_BACKEND_BACKEND_H_
