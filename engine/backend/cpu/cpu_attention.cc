@@ -99,7 +99,7 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
     const int32_t n_mem = pm.count();
     const int32_t last = seq.n_cached + static_cast<int32_t>(r - seq.first_row);
     const float* qh = RowF32(q, r) + h * hd;
-    const float* qm = (seq.memory != nullptr && seq.memory->rotation() == MemoryRotation::kNone)
+    const float* qm = (n_mem > 0 && seq.memory->rotation() == MemoryRotation::kNone)
                           ? RowF32(*q_pre_rope, r) + h * hd
                           : qh;
     float max_score = -INFINITY;
