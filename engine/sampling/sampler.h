@@ -35,6 +35,18 @@ struct SampledToken {
 
 // Chooses tokens from logits. One per sequence; holds the RNG and the penalty history.
 // Not thread-safe.
+//
+// Sample() works in this order:
+//   1. logprob and top are the log-softmax of the raw logits (NaN counts as -inf; if no logit is
+//      above -inf, all are treated as equal).
+//   2. penalties over the last penalty_last_n accepted tokens: repetition (positive logits divided
+//      by the penalty, negative ones multiplied, once per distinct token), then frequency
+//      (count * value subtracted) and presence (value subtracted once).
+//   3. temperature == 0: argmax, ties going to the lowest id. Otherwise:
+//   4. top-k, then logits / temperature, softmax, top-p (the smallest most-likely set whose mass
+//      reaches top_p, at least one token), min-p (drop p < min_p * p_max), renormalize, and one
+//      draw from the seeded RNG. Ranking ties go to the lowest id and the draw uses no
+//      std:: distribution, so a seed and logits give the same tokens with any standard library.
 class Sampler {
  public:
   Sampler(const SamplingParams& params, int32_t vocab_size);
