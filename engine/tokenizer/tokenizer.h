@@ -41,6 +41,9 @@ class Tokenizer {
   TokenId eos() const { return eos_; }
   bool add_bos() const { return add_bos_; }
   bool add_eos() const { return add_eos_; }
+  // SentencePiece-style: Encode puts a space before text that starts the input or follows a
+  // special token, and decoding drops the first one again.
+  bool add_space_prefix() const { return add_space_prefix_; }
   // End of generation: EOS, EOT (<|eot_id|>, <|im_end|>, <|end|>...) and tokenizer.ggml.eot_token_id.
   bool IsEndOfGeneration(TokenId id) const;
   // Id of the token whose stored text is exactly `text`, or -1.
@@ -53,11 +56,16 @@ class Tokenizer {
   TokenId eos_ = -1;
   bool add_bos_ = false;
   bool add_eos_ = false;
+  bool add_space_prefix_ = false;
   std::vector<TokenId> end_of_generation_;
 };
 
 // Turns a stream of token ids into text deltas that are always whole UTF-8 characters: bytes of an
-// unfinished character are held back until it completes. One per generated sequence.
+// unfinished character are held back until it completes. One per generated sequence. Generated
+// tokens continue a prompt, so their pieces are kept as they are (SentencePiece's "\u2581Paris"
+// streams as " Paris");
+// only a stream that starts with BOS, a whole sequence as Encode makes it, drops the space prefix
+// after the BOS as Decode does.
 class StreamingDecoder {
  public:
   explicit StreamingDecoder(const Tokenizer& tokenizer, bool special = false);
@@ -68,6 +76,7 @@ class StreamingDecoder {
   const Tokenizer& tokenizer_;
   bool special_;
   bool first_ = true;
+  bool strip_space_ = false;  // the next piece is the first after a leading BOS
   std::string pending_;
 };
 
