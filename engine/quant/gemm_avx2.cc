@@ -1,1 +1,413 @@
-// placeholder: being written
+// AVX2 + FMA + F16C kernels. Without VNNI the 8-bit dot products use vpmaddubsw (u8 x s8 pairs
+// into saturating s16), so operands are kept in ranges where a pair cannot saturate: signed
+// weights go through the sign trick (|w| x sign-adjusted x), 4- and 6-bit quants are unsigned.
+
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "engine/quant/blocks.h"
+#include "engine/quant/fp16.h"
+#include "engine/quant/gemm_internal.h"
+
+namespace memoria::gemm_internal {
+
+namespace {
+
+inline float LoadFp16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, sizeof h);
+  return _cvtsh_ss(h);
+}
+
+inline float LoadF32(const uint8_t* p) {
+  float f;
+  std::memcpy(&f, p, sizeof f);
+  return f;
+}
+
+// Decode tiles request the lines kPrefetchDistance bytes ahead in every weight row they stream
+// (see gemm_avx512.cc: the hardware prefetcher alone keeps too few lines in flight).
+constexpr int kPrefetchDistance = 1024;
+
+template <int kLines>
+inline void Prefetch(const uint8_t* p) {
+  for (int i = 0; i < kLines; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchDistance + 64 * i), _MM_HINT_T0);
+  }
+}
+
+inline __m256i Load256(const uint8_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+inline __m128i Load128(const uint8_t* p) {
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+}
+
+inline float Hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Sums adjacent s16 pairs into s32.
+inline __m256i PairSum16(__m256i v) { return _mm256_madd_epi16(v, _mm256_set1_epi16(1)); }
+
+// vpshufb pattern that broadcasts 16-bit word `word` across each 128-bit lane.
+inline __m256i WordBroadcast(int word) {
+  return _mm256_set1_epi16(static_cast<int16_t>(0x0202 * word + 0x0100));
+}
+
+// ---- F32 / F16 / BF16 weights: 8 elements per step, scalar tail ----
+
+struct F32Elem {
+  static constexpr int kBytes = 4;
+  static __m256 Load(const uint8_t* p) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
+  }
+  static float Scalar(const uint8_t* p) { return LoadF32(p); }
+};
+
+struct F16Elem {
+  static constexpr int kBytes = 2;
+  static __m256 Load(const uint8_t* p) { return _mm256_cvtph_ps(Load128(p)); }
+  static float Scalar(const uint8_t* p) { return LoadFp16(p); }
+};
+
+struct Bf16Elem {
+  static constexpr int kBytes = 2;
+  static __m256 Load(const uint8_t* p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(Load128(p)), 16));
+  }
+  static float Scalar(const uint8_t* p) {
+    uint16_t h;
+    std::memcpy(&h, p, sizeof h);
+    const uint32_t bits = static_cast<uint32_t>(h) << 16;
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+  }
+};
+
+template <class E>
+struct FloatKernel {
+  static constexpr int kDecodeRows = 4;
+  static constexpr int kBatchRows = 2;
+
+  template <int RW, int RB>
+  static void Tile(const uint8_t* w, size_t w_row_bytes, const uint8_t* x, size_t x_row_bytes,
+                   int64_t k, float* y, int64_t ldy) {
+    __m256 acc[RW][RB];
+    for (int r = 0; r < RW; ++r)
+      for (int b = 0; b < RB; ++b) acc[r][b] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= k; i += 8) {
+      if (RB == 1 && (i * E::kBytes) % 64 == 0) {
+        for (int r = 0; r < RW; ++r) Prefetch<1>(w + r * w_row_bytes + i * E::kBytes);
+      }
+      __m256 xv[RB];
+      for (int b = 0; b < RB; ++b) xv[b] = E::Load(x + b * x_row_bytes + i * E::kBytes);
+      for (int r = 0; r < RW; ++r) {
+        const __m256 wv = E::Load(w + r * w_row_bytes + i * E::kBytes);
+        for (int b = 0; b < RB; ++b) acc[r][b] = _mm256_fmadd_ps(wv, xv[b], acc[r][b]);
+      }
+    }
+    for (int r = 0; r < RW; ++r) {
+      for (int b = 0; b < RB; ++b) {
+        float sum = Hsum(acc[r][b]);
+        for (int64_t t = i; t < k; ++t) {
+          sum += E::Scalar(w + r * w_row_bytes + t * E::kBytes) *
+                 E::Scalar(x + b * x_row_bytes + t * E::kBytes);
+        }
+        y[b * ldy + r] = sum;
+      }
+    }
+  }
+};
+
+// ---- Q8_0 and Q4_0 weights x Q8_0 activations, one 32-element block per ymm ----
+
+struct Q8_0Weights {
+  static constexpr int kBlockBytes = sizeof(BlockQ8_0);
+  static __m256i Load(const uint8_t* b) { return Load256(b + 2); }
+};
+
+struct Q4_0Weights {
+  static constexpr int kBlockBytes = sizeof(BlockQ4_0);
+  static __m256i Load(const uint8_t* b) {
+    const __m128i v = Load128(b + 2);
+    const __m256i both =
+        _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1);
+    return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0f)), _mm256_set1_epi8(8));
+  }
+};
+
+template <class Wt>
+struct Q8DotKernel {
+  static constexpr int kDecodeRows = 4;
+  static constexpr int kBatchRows = 2;
+  static constexpr int kXBytes = sizeof(BlockQ8_0);
+
+  template <int RW, int RB>
+  static void Tile(const uint8_t* w, size_t w_row_bytes, const uint8_t* x, size_t x_row_bytes,
+                   int64_t k, float* y, int64_t ldy) {
+    __m256 acc[RW][RB];
+    for (int r = 0; r < RW; ++r)
+      for (int b = 0; b < RB; ++b) acc[r][b] = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < k / kQK8_0; ++ib) {
+      __m256i xv[RB];
+      float dx[RB];
+      for (int b = 0; b < RB; ++b) {
+        const uint8_t* xb = x + b * x_row_bytes + ib * kXBytes;
+        xv[b] = Load256(xb + 2);
+        dx[b] = LoadFp16(xb);
+      }
+      for (int r = 0; r < RW; ++r) {
+        const uint8_t* wb = w + r * w_row_bytes + ib * Wt::kBlockBytes;
+        if (RB == 1) Prefetch<1>(wb);
+        const __m256i q = Wt::Load(wb);
+        const __m256i abs_q = _mm256_sign_epi8(q, q);
+        const float dw = LoadFp16(wb);
+        for (int b = 0; b < RB; ++b) {
+          // |q| <= 128 and |x| <= 127, so a pair of products stays below 2^15.
+          const __m256i p = PairSum16(_mm256_maddubs_epi16(abs_q, _mm256_sign_epi8(xv[b], q)));
+          acc[r][b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * dx[b]), acc[r][b]);
+        }
+      }
+    }
+    for (int r = 0; r < RW; ++r)
+      for (int b = 0; b < RB; ++b) y[b * ldy + r] = Hsum(acc[r][b]);
+  }
+};
+
+// ---- k-quants x Q8_K ----
+
+constexpr int kQ8KQsOffset = 4;
+constexpr int kQ8KBsumsOffset = 260;
+
+struct Q4KKernel {
+  static constexpr int kDecodeRows = 2;
+  static constexpr int kBatchRows = 1;
+  static constexpr int kXBytes = sizeof(BlockQ8_K);
+
+  template <int RW, int RB>
+  static void Tile(const uint8_t* w, size_t w_row_bytes, const uint8_t* x, size_t x_row_bytes,
+                   int64_t k, float* y, int64_t ldy) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    __m256 acc[RW][RB];
+    for (int r = 0; r < RW; ++r)
+      for (int b = 0; b < RB; ++b) acc[r][b] = _mm256_setzero_ps();
+    for (int64_t sb = 0; sb < k / kQK_K; ++sb) {
+      __m256i scales[RW], mins[RW];
+      float d[RW], dmin[RW];
+      const uint8_t* qs[RW];
+      for (int r = 0; r < RW; ++r) {
+        const uint8_t* blk = w + r * w_row_bytes + sb * sizeof(BlockQ4_K);
+        if (RB == 1) Prefetch<3>(blk);
+        d[r] = LoadFp16(blk);
+        dmin[r] = LoadFp16(blk + 2);
+        uint32_t u[3];
+        std::memcpy(u, blk + 4, sizeof u);
+        // See the AVX-512 kernel: the 6-bit packing unpacked four bytes at a time.
+        const uint64_t sc =
+            (u[0] & 0x3f3f3f3f) |
+            (static_cast<uint64_t>((u[2] & 0x0f0f0f0f) | ((u[0] >> 2) & 0x30303030)) << 32);
+        const uint64_t mn =
+            (u[1] & 0x3f3f3f3f) |
+            (static_cast<uint64_t>(((u[2] >> 4) & 0x0f0f0f0f) | ((u[1] >> 2) & 0x30303030)) << 32);
+        scales[r] = _mm256_broadcastsi128_si256(
+            _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<int64_t>(sc))));
+        const __m128i m8 = _mm_cvtsi64_si128(static_cast<int64_t>(mn));
+        mins[r] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+        qs[r] = blk + 16;
+      }
+      __m256i isum[RW][RB];
+      for (int r = 0; r < RW; ++r)
+        for (int b = 0; b < RB; ++b) isum[r][b] = _mm256_setzero_si256();
+      const uint8_t* xblk = x + sb * kXBytes;
+      for (int c = 0; c < 4; ++c) {
+        for (int r = 0; r < RW; ++r) {
+          const __m256i v = Load256(qs[r] + 32 * c);
+          const __m256i lo = _mm256_and_si256(v, low4);
+          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+          const __m256i s_lo = _mm256_shuffle_epi8(scales[r], WordBroadcast(2 * c));
+          const __m256i s_hi = _mm256_shuffle_epi8(scales[r], WordBroadcast(2 * c + 1));
+          for (int b = 0; b < RB; ++b) {
+            const uint8_t* xq = xblk + b * x_row_bytes + kQ8KQsOffset + 64 * c;
+            const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, Load256(xq)), s_lo);
+            const __m256i p_hi =
+                _mm256_madd_epi16(_mm256_maddubs_epi16(hi, Load256(xq + 32)), s_hi);
+            isum[r][b] = _mm256_add_epi32(isum[r][b], _mm256_add_epi32(p_lo, p_hi));
+          }
+        }
+      }
+      for (int b = 0; b < RB; ++b) {
+        const uint8_t* xb = xblk + b * x_row_bytes;
+        const float dx = LoadF32(xb);
+        const __m256i bsums = Load256(xb + kQ8KBsumsOffset);
+        for (int r = 0; r < RW; ++r) {
+          const __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins[r], bsums));
+          acc[r][b] =
+              _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][b]), _mm256_set1_ps(d[r] * dx), acc[r][b]);
+          acc[r][b] = _mm256_fmadd_ps(m, _mm256_set1_ps(-dmin[r] * dx), acc[r][b]);
+        }
+      }
+    }
+    for (int r = 0; r < RW; ++r)
+      for (int b = 0; b < RB; ++b) y[b * ldy + r] = Hsum(acc[r][b]);
+  }
+};
+
+struct Q6KKernel {
+  static constexpr int kDecodeRows = 2;
+  static constexpr int kBatchRows = 1;
+  static constexpr int kXBytes = sizeof(BlockQ8_K);
+
+  template <int RW, int RB>
+  static void Tile(const uint8_t* w, size_t w_row_bytes, const uint8_t* x, size_t x_row_bytes,
+                   int64_t k, float* y, int64_t ldy) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    const __m256i bits01 = _mm256_set1_epi8(0x03);
+    const __m256i bits45 = _mm256_set1_epi8(0x30);
+    // Scales reordered so lane 0 holds the even ones and lane 1 the odd ones: a 32-element chunk
+    // c spans groups 2c and 2c+1, one per 128-bit lane of the vpmaddubsw result.
+    const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    __m256 acc[RW][RB];
+    for (int r = 0; r < RW; ++r)
+      for (int b = 0; b < RB; ++b) acc[r][b] = _mm256_setzero_ps();
+    for (int64_t sb = 0; sb < k / kQK_K; ++sb) {
+      __m256i scales_eo[RW], scales[RW];
+      float d[RW];
+      const uint8_t* blk[RW];
+      for (int r = 0; r < RW; ++r) {
+        blk[r] = w + r * w_row_bytes + sb * sizeof(BlockQ6_K);
+        if (RB == 1) Prefetch<4>(blk[r]);
+        const __m128i s8 = Load128(blk[r] + offsetof(BlockQ6_K, scales));
+        scales[r] = _mm256_cvtepi8_epi16(s8);
+        scales_eo[r] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s8, even_odd));
+        d[r] = LoadFp16(blk[r] + offsetof(BlockQ6_K, d));
+      }
+      __m256i isum[RW][RB];
+      for (int r = 0; r < RW; ++r)
+        for (int b = 0; b < RB; ++b) isum[r][b] = _mm256_setzero_si256();
+      const uint8_t* xblk = x + sb * kXBytes;
+      for (int h = 0; h < 2; ++h) {
+        for (int r = 0; r < RW; ++r) {
+          const uint8_t* ql = blk[r] + offsetof(BlockQ6_K, ql) + 64 * h;
+          const __m256i ql0 = Load256(ql), ql1 = Load256(ql + 32);
+          const __m256i qh = Load256(blk[r] + offsetof(BlockQ6_K, qh) + 32 * h);
+          const __m256i qh2 = _mm256_srli_epi16(qh, 2);
+          const __m256i q[4] = {
+              _mm256_or_si256(_mm256_and_si256(ql0, low4),
+                              _mm256_slli_epi16(_mm256_and_si256(qh, bits01), 4)),
+              _mm256_or_si256(_mm256_and_si256(ql1, low4),
+                              _mm256_slli_epi16(_mm256_and_si256(qh2, bits01), 4)),
+              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                              _mm256_and_si256(qh, bits45)),
+              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                              _mm256_and_si256(qh2, bits45)),
+          };
+          for (int t = 0; t < 4; ++t) {
+            const __m256i s = _mm256_shuffle_epi8(scales_eo[r], WordBroadcast(4 * h + t));
+            for (int b = 0; b < RB; ++b) {
+              const uint8_t* xq = xblk + b * x_row_bytes + kQ8KQsOffset + 128 * h + 32 * t;
+              const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q[t], Load256(xq)), s);
+              isum[r][b] = _mm256_add_epi32(isum[r][b], p);
+            }
+          }
+        }
+      }
+      for (int b = 0; b < RB; ++b) {
+        const uint8_t* xb = xblk + b * x_row_bytes;
+        const float dx = LoadF32(xb);
+        const __m256i bsums = Load256(xb + kQ8KBsumsOffset);
+        for (int r = 0; r < RW; ++r) {
+          const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(scales[r], bsums), 5);
+          const __m256i total = _mm256_sub_epi32(isum[r][b], corr);
+          acc[r][b] =
+              _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_set1_ps(d[r] * dx), acc[r][b]);
+        }
+      }
+    }
+    for (int r = 0; r < RW; ++r)
+      for (int b = 0; b < RB; ++b) y[b * ldy + r] = Hsum(acc[r][b]);
+  }
+};
+
+// ---- float helpers for attention ----
+
+float DotF32(const float* a, const float* b, int64_t n) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+  }
+  for (; i + 8 <= n; i += 8)
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+  float sum = Hsum(_mm256_add_ps(acc0, acc1));
+  for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+float DotF16F32(const uint16_t* a, const float* b, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 av = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i)));
+    acc = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + i), acc);
+  }
+  float sum = Hsum(acc);
+  for (; i < n; ++i) sum += _cvtsh_ss(a[i]) * b[i];
+  return sum;
+}
+
+void AxpyF32(float alpha, const float* x, float* y, int64_t n) {
+  const __m256 va = _mm256_set1_ps(alpha);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  }
+  for (; i < n; ++i) y[i] += alpha * x[i];
+}
+
+void AxpyF16F32(float alpha, const uint16_t* x, float* y, int64_t n) {
+  const __m256 va = _mm256_set1_ps(alpha);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 xv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, xv, _mm256_loadu_ps(y + i)));
+  }
+  for (; i < n; ++i) y[i] += alpha * _cvtsh_ss(x[i]);
+}
+
+void Fp32ToFp16Row(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h =
+        _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), h);
+  }
+  for (; i < n; ++i) y[i] = Fp32ToFp16(x[i]);  // out of line in fp16.cc, portable code
+}
+
+}  // namespace
+
+const KernelTable& Avx2Kernels() {
+  static const KernelTable table{RunTiles<FloatKernel<F32Elem>>,
+                                 RunTiles<FloatKernel<F16Elem>>,
+                                 RunTiles<FloatKernel<Bf16Elem>>,
+                                 RunTiles<Q8DotKernel<Q8_0Weights>>,
+                                 RunTiles<Q8DotKernel<Q4_0Weights>>,
+                                 RunTiles<Q4KKernel>,
+                                 RunTiles<Q6KKernel>,
+                                 DotF32,
+                                 DotF16F32,
+                                 AxpyF32,
+                                 AxpyF16F32,
+                                 Fp32ToFp16Row};
+  return table;
+}
+
+}  // namespace memoria::gemm_internal

@@ -1,1 +1,488 @@
-// placeholder: being written
+// AVX-512 (F/BW/VL/DQ + VNNI) kernels. Integer dot products use vpdpbusd (u8 x s8) and vpdpwssd
+// (s16 x s16 with the sub-block scales). vpdpbusd needs one unsigned operand, so signed weights
+// are offset to unsigned (Q8_0: w + 128, Q4_0 already 0..15) and the offset times the activation
+// sum is subtracted once per activation block, shared by all weight rows of a tile.
+
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "engine/quant/blocks.h"
+#include "engine/quant/gemm_internal.h"
+
+namespace memoria::gemm_internal {
+
+namespace {
+
+inline float LoadFp16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, sizeof h);
+  return _cvtsh_ss(h);
+}
+
+inline float LoadF32(const uint8_t* p) {
+  float f;
+  std::memcpy(&f, p, sizeof f);
+  return f;
+}
+
+// Decode streams each weight row once from memory. The hardware prefetcher alone leaves too
+// few lines in flight when several rows are read at once with work between the loads, so
+// decode tiles also request the lines kPrefetchDistance bytes ahead in every row they read.
+constexpr int kPrefetchDistance = 1024;
+
+template <int kLines>
+inline void Prefetch(const uint8_t* p) {
+  for (int i = 0; i < kLines; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchDistance + 64 * i), _MM_HINT_T0);
+  }
+}
+
+inline __m512i Load512(const uint8_t* p) { return _mm512_loadu_si512(p); }
+inline __m256i Load256(const uint8_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+inline __m128i Load128(const uint8_t* p) {
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+}
+inline __m512i Concat(__m256i lo, __m256i hi) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+// ---- F32 / F16 / BF16 weights: convert to f32 and FMA, 16 elements per step ----
+
+struct F32Elem {
+  static constexpr int kBytes = 4;
+  static __m512 Load(const uint8_t* p) { return _mm512_loadu_ps(p); }
+  static __m512 LoadPart(const uint8_t* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+};
+
+struct F16Elem {
+  static constexpr int kBytes = 2;
+  static __m512 Load(const uint8_t* p) { return _mm512_cvtph_ps(Load256(p)); }
+  static __m512 LoadPart(const uint8_t* p, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+  }
+};
+
+struct Bf16Elem {
+  static constexpr int kBytes = 2;
+  static __m512 Widen(__m256i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  static __m512 Load(const uint8_t* p) { return Widen(Load256(p)); }
+  static __m512 LoadPart(const uint8_t* p, __mmask16 m) {
+    return Widen(_mm256_maskz_loadu_epi16(m, p));
+  }
+};
+
+template <class E>
+struct FloatKernel {
+  static constexpr int kDecodeRows = 4;
+  static constexpr int kBatchRows = 4;
+
+  template <int RW, int RB>
+  static void Tile(const uint8_t* w, size_t w_row_bytes, const uint8_t* x, size_t x_row_bytes,
+                   int64_t k, float* y, int64_t ldy) {
+    __m512 acc[RW][RB];
+    for (int r = 0; r < RW; ++r)
+      for (int b = 0; b < RB; ++b) acc[r][b] = _mm512_setzero_ps();
+    // Each iteration reads one 64-byte line of every weight row.
+    constexpr int kVectors = 64 / (16 * E::kBytes);
+    int64_t i = 0;
+    for (; i + 16 * kVectors <= k; i += 16 * kVectors) {
+      if (RB == 1) {
+        for (int r = 0; r < RW; ++r) Prefetch<1>(w + r * w_row_bytes + i * E::kBytes);
+      }
+      for (int v = 0; v < kVectors; ++v) {
+        const int64_t iv = i + 16 * v;
+        __m512 xv[RB];
+        for (int b = 0; b < RB; ++b) xv[b] = E::Load(x + b * x_row_bytes + iv * E::kBytes);
+        for (int r = 0; r < RW; ++r) {
+          const __m512 wv = E::Load(w + r * w_row_bytes + iv * E::kBytes);
+          for (int b = 0; b < RB; ++b) acc[r][b] = _mm512_fmadd_ps(wv, xv[b], acc[r][b]);
+        }
+      }
+    }
+    for (; i + 16 <= k; i += 16) {
+      __m512 xv[RB];
+      for (int b = 0; b < RB; ++b) xv[b] = E::Load(x + b * x_row_bytes + i * E::kBytes);
+      for (int r = 0; r < RW; ++r) {
+        const __m512 wv = E::Load(w + r * w_row_bytes + i * E::kBytes);
+        for (int b = 0; b < RB; ++b) acc[r][b] = _mm512_fmadd_ps(wv, xv[b], acc[r][b]);
+      }
+    }
+    if (i < k) {
+      const __mmask16 m = static_cast<__mmask16>((1u << (k - i)) - 1);
+      __m512 xv[RB];
+      for (int b = 0; b < RB; ++b) xv[b] = E::LoadPart(x + b * x_row_bytes + i * E::kBytes, m);
+      for (int r = 0; r < RW; ++r) {
+        const __m512 wv = E::LoadPart(w + r * w_row_bytes + i * E::kBytes, m);
+        for (int b = 0; b < RB; ++b) acc[r][b] = _mm512_fmadd_ps(wv, xv[b], acc[r][b]);
+      }
+    }
+    for (int r = 0; r < RW; ++r)
+      for (int b = 0; b < RB; ++b) y[b * ldy + r] = _mm512_reduce_add_ps(acc[r][b]);
+  }
+};
+
+// ---- Q8_0 and Q4_0 weights x Q8_0 activations, two 32-element blocks per zmm ----
+
+// Two fp16 block scales as [d0 x 8, d1 x 8], matching the lanes of a vpdpbusd over two blocks.
+inline __m512 PairScales(const uint8_t* block0, const uint8_t* block1) {
+  uint16_t h0, h1;
+  std::memcpy(&h0, block0, sizeof h0);
+  std::memcpy(&h1, block1, sizeof h1);
+  const __m256i h =
+      _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16(h0)), _mm_set1_epi16(h1), 1);
+  return _mm512_cvtph_ps(h);
+}
+
+struct Q8_0Weights {
+  static constexpr int kBlockBytes = sizeof(BlockQ8_0);
+  static constexpr int kOffsetShift = 7;  // stored as w + 128
+  static __m512i Unsigned(__m512i q) { return _mm512_xor_si512(q, _mm512_set1_epi8(-128)); }
+  static __m512i Load2(const uint8_t* b) {
+    return Unsigned(Concat(Load256(b + 2), Load256(b + kBlockBytes + 2)));
+  }
+  static __m512i Load1(const uint8_t* b) {
+    return Unsigned(_mm512_zextsi256_si512(Load256(b + 2)));
+  }
+};
+
+struct Q4_0Weights {
+  static constexpr int kBlockBytes = sizeof(BlockQ4_0);
+  static constexpr int kOffsetShift = 3;  // nibbles are w + 8
+  // 128-bit lanes [q0, q0, q1, q1] -> [low nibbles 0, high nibbles 0, low 1, high 1].
+  static __m512i Nibbles(__m512i t) {
+    const __m512i shifted = _mm512_srli_epi16(t, 4);
+    return _mm512_and_si512(_mm512_mask_blend_epi64(0xcc, t, shifted), _mm512_set1_epi8(0x0f));
+  }
+  static __m512i Load2(const uint8_t* b) {
+    return Nibbles(Concat(_mm256_broadcastsi128_si256(Load128(b + 2)),
+                          _mm256_broadcastsi128_si256(Load128(b + kBlockBytes + 2))));
+  }
+  static __m512i Load1(const uint8_t* b) {
+    return Nibbles(_mm512_zextsi256_si512(_mm256_broadcastsi128_si256(Load128(b + 2))));
+  }
+};
+
+template <class Wt>
+struct Q8DotKernel {
+  static constexpr int kDecodeRows = 4;
+  static constexpr int kBatchRows = 4;
+  static constexpr int kXBytes = sizeof(BlockQ8_0);
+
+  // One step over blocks [ib, ib + 2) (kPair) or the single block ib. A single block leaves the
+  // upper activation half zero, so whatever sits in the weights' upper half contributes nothing.
+  template <int RW, int RB, bool kPair>
+  static void Step(const uint8_t* w, size_t w_row_bytes, const uint8_t* x, size_t x_row_bytes,
+                   int64_t ib, __m512 (&acc)[RW][RB]) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    __m512i xv[RB], neg_offset[RB];
+    __m512 dx[RB];
+    for (int b = 0; b < RB; ++b) {
+      const uint8_t* xb = x + b * x_row_bytes + ib * kXBytes;
+      xv[b] = kPair ? Concat(Load256(xb + 2), Load256(xb + kXBytes + 2))
+                    : _mm512_zextsi256_si512(Load256(xb + 2));
+      const __m512i sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, xv[b]);
+      neg_offset[b] =
+          _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, Wt::kOffsetShift));
+      dx[b] = PairScales(xb, kPair ? xb + kXBytes : xb);
+    }
+    for (int r = 0; r < RW; ++r) {
+      const uint8_t* wb = w + r * w_row_bytes + ib * Wt::kBlockBytes;
+      if (RB == 1) Prefetch<1>(wb);
+      const __m512i u = kPair ? Wt::Load2(wb) : Wt::Load1(wb);
+      const __m512 dw = PairScales(wb, kPair ? wb + Wt::kBlockBytes : wb);
+      for (int b = 0; b < RB; ++b) {
+        const __m512i p = _mm512_dpbusd_epi32(neg_offset[b], u, xv[b]);
+        acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, dx[b]), acc[r][b]);
+      }
+    }
+  }
+
+  template <int RW, int RB>
+  static void Tile(const uint8_t* w, size_t w_row_bytes, const uint8_t* x, size_t x_row_bytes,
+                   int64_t k, float* y, int64_t ldy) {
+    __m512 acc[RW][RB];
+    for (int r = 0; r < RW; ++r)
+      for (int b = 0; b < RB; ++b) acc[r][b] = _mm512_setzero_ps();
+    const int64_t nblocks = k / kQK8_0;
+    int64_t ib = 0;
+    for (; ib + 2 <= nblocks; ib += 2) {
+      Step<RW, RB, true>(w, w_row_bytes, x, x_row_bytes, ib, acc);
+    }
+    if (ib < nblocks) Step<RW, RB, false>(w, w_row_bytes, x, x_row_bytes, ib, acc);
+    for (int r = 0; r < RW; ++r)
+      for (int b = 0; b < RB; ++b) y[b * ldy + r] = _mm512_reduce_add_ps(acc[r][b]);
+  }
+};
+
+// ---- k-quants x Q8_K ----
+
+constexpr int kQ8KQsOffset = 4;       // after float d
+constexpr int kQ8KBsumsOffset = 260;  // after d and 256 quants
+
+// vpermw index vectors: word i of table t selects scale `first[t] + i / 16 * step` (two 256-bit
+// halves, one scale each) or, for Q6_K, `4 t + i / 8` (four 128-bit quarters).
+struct ScaleIndexTables {
+  alignas(64) int16_t q4k[4][32];
+  alignas(64) int16_t q6k[4][32];
+};
+
+constexpr ScaleIndexTables MakeScaleIndexTables() {
+  ScaleIndexTables t{};
+  // Q4_K, per 128 elements jj: low nibbles hold sub-blocks 4jj and 4jj+2, high ones 4jj+1, 4jj+3.
+  const int first[4] = {0, 1, 4, 5};
+  for (int v = 0; v < 4; ++v) {
+    for (int i = 0; i < 32; ++i) {
+      t.q4k[v][i] = static_cast<int16_t>(first[v] + (i / 16) * 2);
+      t.q6k[v][i] = static_cast<int16_t>(4 * v + i / 8);
+    }
+  }
+  return t;
+}
+
+constexpr ScaleIndexTables kScaleIndex = MakeScaleIndexTables();
+
+inline __m512i LoadIndex(const int16_t* idx) { return _mm512_load_si512(idx); }
+
+// Q4_K: 64 bytes of qs cover 128 elements as four 32-element sub-blocks: low nibbles of bytes
+// 0-31 / 32-63 are sub-blocks 4jj / 4jj+2, high nibbles 4jj+1 / 4jj+3, so the activations are
+// gathered into the same order (shared by all rows of the tile). vpmaddubsw pairs quants with
+// activations (|sum| <= 2*15*127) and vpdpwssd applies each sub-block's 6-bit scale per word.
+// The mins meet the activation group sums (bsums).
+struct Q4KKernel {
+  static constexpr int kDecodeRows = 4;
+  static constexpr int kBatchRows = 2;
+  static constexpr int kXBytes = sizeof(BlockQ8_K);
+
+  template <int RW, int RB>
+  static void Tile(const uint8_t* w, size_t w_row_bytes, const uint8_t* x, size_t x_row_bytes,
+                   int64_t k, float* y, int64_t ldy) {
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    __m512 acc[RW][RB];
+    for (int r = 0; r < RW; ++r)
+      for (int b = 0; b < RB; ++b) acc[r][b] = _mm512_setzero_ps();
+    for (int64_t sb = 0; sb < k / kQK_K; ++sb) {
+      __m512i scales[RW];
+      __m256i mins[RW];
+      float d[RW], dmin[RW];
+      const uint8_t* qs[RW];
+      for (int r = 0; r < RW; ++r) {
+        const uint8_t* blk = w + r * w_row_bytes + sb * sizeof(BlockQ4_K);
+        if (RB == 1) Prefetch<3>(blk);
+        d[r] = LoadFp16(blk);
+        dmin[r] = LoadFp16(blk + 2);
+        uint32_t u[3];
+        std::memcpy(u, blk + 4, sizeof u);
+        // The 6-bit packing, four bytes at a time: scales/mins 0-3 are the low 6 bits of bytes
+        // 0-3 / 4-7; 4-7 take a nibble of bytes 8-11 and their top 2 bits from bytes 0-3 / 4-7.
+        const uint64_t sc =
+            (u[0] & 0x3f3f3f3f) |
+            (static_cast<uint64_t>((u[2] & 0x0f0f0f0f) | ((u[0] >> 2) & 0x30303030)) << 32);
+        const uint64_t mn =
+            (u[1] & 0x3f3f3f3f) |
+            (static_cast<uint64_t>(((u[2] >> 4) & 0x0f0f0f0f) | ((u[1] >> 2) & 0x30303030)) << 32);
+        scales[r] =
+            _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<int64_t>(sc))));
+        const __m128i m8 = _mm_cvtsi64_si128(static_cast<int64_t>(mn));
+        mins[r] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));  // each min twice: one per bsum
+        qs[r] = blk + 16;
+      }
+      __m512i isum[RW][RB];
+      for (int r = 0; r < RW; ++r)
+        for (int b = 0; b < RB; ++b) isum[r][b] = _mm512_setzero_si512();
+      const uint8_t* xblk = x + sb * kXBytes;
+      for (int jj = 0; jj < 2; ++jj) {
+        __m512i x_lo[RB], x_hi[RB];
+        for (int b = 0; b < RB; ++b) {
+          const uint8_t* xq = xblk + b * x_row_bytes + kQ8KQsOffset + 128 * jj;
+          x_lo[b] = Concat(Load256(xq), Load256(xq + 64));
+          x_hi[b] = Concat(Load256(xq + 32), Load256(xq + 96));
+        }
+        const __m512i idx_lo = LoadIndex(kScaleIndex.q4k[2 * jj]);
+        const __m512i idx_hi = LoadIndex(kScaleIndex.q4k[2 * jj + 1]);
+        for (int r = 0; r < RW; ++r) {
+          const __m512i v = Load512(qs[r] + 64 * jj);
+          const __m512i q_lo = _mm512_and_si512(v, low4);
+          const __m512i q_hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+          const __m512i s_lo = _mm512_permutexvar_epi16(idx_lo, scales[r]);
+          const __m512i s_hi = _mm512_permutexvar_epi16(idx_hi, scales[r]);
+          for (int b = 0; b < RB; ++b) {
+            isum[r][b] = _mm512_dpwssd_epi32(isum[r][b], _mm512_maddubs_epi16(q_lo, x_lo[b]), s_lo);
+            isum[r][b] = _mm512_dpwssd_epi32(isum[r][b], _mm512_maddubs_epi16(q_hi, x_hi[b]), s_hi);
+          }
+        }
+      }
+      for (int b = 0; b < RB; ++b) {
+        const uint8_t* xb = xblk + b * x_row_bytes;
+        const float dx = LoadF32(xb);
+        const __m256i bsums = Load256(xb + kQ8KBsumsOffset);
+        for (int r = 0; r < RW; ++r) {
+          const __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins[r], bsums));
+          acc[r][b] =
+              _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][b]), _mm512_set1_ps(d[r] * dx), acc[r][b]);
+          acc[r][b] =
+              _mm512_fmadd_ps(_mm512_zextps256_ps512(m), _mm512_set1_ps(-dmin[r] * dx), acc[r][b]);
+        }
+      }
+    }
+    for (int r = 0; r < RW; ++r)
+      for (int b = 0; b < RB; ++b) y[b * ldy + r] = _mm512_reduce_add_ps(acc[r][b]);
+  }
+};
+
+// Q6_K: per half of 128, 64 bytes of ql and 32 of qh rebuild two zmm of 6-bit quants (elements
+// 0-63 from the low nibbles, 64-127 from the high ones), used unsigned (q + 32); the 32 * scale *
+// group-sum correction comes from bsums.
+struct Q6KKernel {
+  static constexpr int kDecodeRows = 4;
+  static constexpr int kBatchRows = 2;
+  static constexpr int kXBytes = sizeof(BlockQ8_K);
+
+  template <int RW, int RB>
+  static void Tile(const uint8_t* w, size_t w_row_bytes, const uint8_t* x, size_t x_row_bytes,
+                   int64_t k, float* y, int64_t ldy) {
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    const __m512i bits01 = _mm512_set1_epi8(0x03);
+    const __m512i bits45 = _mm512_set1_epi8(0x30);
+    __m512 acc[RW][RB];
+    for (int r = 0; r < RW; ++r)
+      for (int b = 0; b < RB; ++b) acc[r][b] = _mm512_setzero_ps();
+    for (int64_t sb = 0; sb < k / kQK_K; ++sb) {
+      __m512i scales[RW];
+      float d[RW];
+      const uint8_t* blk[RW];
+      for (int r = 0; r < RW; ++r) {
+        blk[r] = w + r * w_row_bytes + sb * sizeof(BlockQ6_K);
+        if (RB == 1) Prefetch<4>(blk[r]);
+        scales[r] = _mm512_castsi256_si512(
+            _mm256_cvtepi8_epi16(Load128(blk[r] + offsetof(BlockQ6_K, scales))));
+        d[r] = LoadFp16(blk[r] + offsetof(BlockQ6_K, d));
+      }
+      __m512i isum[RW][RB];
+      for (int r = 0; r < RW; ++r)
+        for (int b = 0; b < RB; ++b) isum[r][b] = _mm512_setzero_si512();
+      const uint8_t* xblk = x + sb * kXBytes;
+      for (int h = 0; h < 2; ++h) {
+        __m512i x_lo[RB], x_hi[RB];
+        for (int b = 0; b < RB; ++b) {
+          const uint8_t* xq = xblk + b * x_row_bytes + kQ8KQsOffset + 128 * h;
+          x_lo[b] = Load512(xq);
+          x_hi[b] = Load512(xq + 64);
+        }
+        for (int r = 0; r < RW; ++r) {
+          const __m512i ql = Load512(blk[r] + offsetof(BlockQ6_K, ql) + 64 * h);
+          const __m256i qh = Load256(blk[r] + offsetof(BlockQ6_K, qh) + 32 * h);
+          // Bytes 0-31 pair with qh, bytes 32-63 with qh >> 2 (16-bit shifts are safe: only
+          // bits 0-1 and 4-5 of each byte are used afterwards).
+          const __m512i qhz = Concat(qh, _mm256_srli_epi16(qh, 2));
+          const __m512i q_lo = _mm512_or_si512(_mm512_and_si512(ql, low4),
+                                               _mm512_slli_epi16(_mm512_and_si512(qhz, bits01), 4));
+          const __m512i q_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
+                                               _mm512_and_si512(qhz, bits45));
+          const __m512i s_lo =
+              _mm512_permutexvar_epi16(LoadIndex(kScaleIndex.q6k[2 * h]), scales[r]);
+          const __m512i s_hi =
+              _mm512_permutexvar_epi16(LoadIndex(kScaleIndex.q6k[2 * h + 1]), scales[r]);
+          for (int b = 0; b < RB; ++b) {
+            isum[r][b] = _mm512_dpwssd_epi32(isum[r][b], _mm512_maddubs_epi16(q_lo, x_lo[b]), s_lo);
+            isum[r][b] = _mm512_dpwssd_epi32(isum[r][b], _mm512_maddubs_epi16(q_hi, x_hi[b]), s_hi);
+          }
+        }
+      }
+      for (int b = 0; b < RB; ++b) {
+        const uint8_t* xb = xblk + b * x_row_bytes;
+        const float dx = LoadF32(xb);
+        const __m256i bsums = Load256(xb + kQ8KBsumsOffset);
+        for (int r = 0; r < RW; ++r) {
+          const __m256i corr =
+              _mm256_slli_epi32(_mm256_madd_epi16(_mm512_castsi512_si256(scales[r]), bsums), 5);
+          const __m512i total = _mm512_sub_epi32(isum[r][b], _mm512_zextsi256_si512(corr));
+          acc[r][b] =
+              _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_set1_ps(d[r] * dx), acc[r][b]);
+        }
+      }
+    }
+    for (int r = 0; r < RW; ++r)
+      for (int b = 0; b < RB; ++b) y[b * ldy + r] = _mm512_reduce_add_ps(acc[r][b]);
+  }
+};
+
+// ---- float helpers for attention ----
+
+inline __mmask16 TailMask(int64_t n) { return static_cast<__mmask16>((1u << n) - 1); }
+
+float DotF32(const float* a, const float* b, int64_t n) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xffff : TailMask(n - i);
+    acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+float DotF16F32(const uint16_t* a, const float* b, int64_t n) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xffff : TailMask(n - i);
+    acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, a + i)),
+                          _mm512_maskz_loadu_ps(m, b + i), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+void AxpyF32(float alpha, const float* x, float* y, int64_t n) {
+  const __m512 va = _mm512_set1_ps(alpha);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xffff : TailMask(n - i);
+    const __m512 r =
+        _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i));
+    _mm512_mask_storeu_ps(y + i, m, r);
+  }
+}
+
+void AxpyF16F32(float alpha, const uint16_t* x, float* y, int64_t n) {
+  const __m512 va = _mm512_set1_ps(alpha);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xffff : TailMask(n - i);
+    const __m512 xv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i));
+    _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, xv, _mm512_maskz_loadu_ps(m, y + i)));
+  }
+}
+
+void Fp32ToFp16Row(const float* x, uint16_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xffff : TailMask(n - i);
+    const __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm256_mask_storeu_epi16(y + i, m, h);
+  }
+}
+
+}  // namespace
+
+const KernelTable& Avx512Kernels() {
+  static const KernelTable table{RunTiles<FloatKernel<F32Elem>>,
+                                 RunTiles<FloatKernel<F16Elem>>,
+                                 RunTiles<FloatKernel<Bf16Elem>>,
+                                 RunTiles<Q8DotKernel<Q8_0Weights>>,
+                                 RunTiles<Q8DotKernel<Q4_0Weights>>,
+                                 RunTiles<Q4KKernel>,
+                                 RunTiles<Q6KKernel>,
+                                 DotF32,
+                                 DotF16F32,
+                                 AxpyF32,
+                                 AxpyF16F32,
+                                 Fp32ToFp16Row};
+  return table;
+}
+
+}  // namespace memoria::gemm_internal

@@ -1,0 +1,112 @@
+// Google Benchmark of the GemmRows kernels: bytes of weights streamed per second for every weight
+// type and kernel path, at decode (nb = 1) and batch (nb = 32) sizes, single-threaded. A streaming
+// read of a large array gives the memory-bandwidth bound the decode numbers should approach.
+//   kernels_bench --benchmark_filter='nb:1/'
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/gguf/ggml_type.h"
+#include "engine/quant/gemm.h"
+#include "engine/quant/quant.h"
+
+namespace memoria {
+namespace {
+
+// A rows x k weight matrix. Kernel speed does not depend on the values, so a few quantized
+// random rows are repeated to keep setup fast for matrices larger than L3.
+std::vector<uint8_t> MakeWeights(GgmlType type, int64_t rows, int64_t k, size_t* row_bytes) {
+  constexpr int64_t kDistinctRows = 16;
+  *row_bytes = GgmlRowBytes(type, k);
+  std::vector<uint8_t> w(rows * *row_bytes);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> dist;
+  std::vector<float> row(k);
+  for (int64_t r = 0; r < std::min(rows, kDistinctRows); ++r) {
+    for (float& v : row) v = dist(rng);
+    QuantizeRow(type, row.data(), w.data() + r * *row_bytes, k);
+  }
+  for (int64_t r = kDistinctRows; r < rows; ++r) {
+    std::copy_n(w.data() + (r % kDistinctRows) * *row_bytes, *row_bytes, w.data() + r * *row_bytes);
+  }
+  return w;
+}
+
+void BM_GemmRows(benchmark::State& state, GgmlType type, CpuIsa isa, int64_t rows, int64_t k,
+                 int64_t nb) {
+  SetCpuIsaForTesting(isa);
+  size_t w_row_bytes;
+  const std::vector<uint8_t> w = MakeWeights(type, rows, k, &w_row_bytes);
+  const GgmlType dot_type = DotTypeFor(type);
+  const size_t x_row_bytes = GgmlRowBytes(dot_type, k);
+  std::vector<uint8_t> xq(nb * x_row_bytes);
+  std::mt19937 rng(2);
+  std::normal_distribution<float> dist;
+  std::vector<float> x(k);
+  for (int64_t b = 0; b < nb; ++b) {
+    for (float& v : x) v = dist(rng);
+    ConvertActivationRow(dot_type, x.data(), xq.data() + b * x_row_bytes, k);
+  }
+  std::vector<float> y(nb * rows);
+  for (auto _ : state) {
+    GemmRows(type, w.data(), w_row_bytes, k, 0, rows, xq.data(), x_row_bytes, nb, y.data(), rows);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(w.size()));
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * 2.0 * rows * k * nb * 1e-9,
+                         benchmark::Counter::kIsRate);
+  SetCpuIsaForTesting(DetectedCpuIsa());
+}
+
+// The read-bandwidth bound: one thread summing a 512 MiB array of 64-bit integers (integer adds
+// vectorize without reassociation concerns, so the loop is limited by memory, not the adds).
+void BM_StreamSum(benchmark::State& state) {
+  std::vector<uint64_t> data(static_cast<size_t>(512) << 20 >> 3);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = i;
+  for (auto _ : state) {
+    uint64_t sum = 0;
+    for (uint64_t v : data) sum += v;
+    benchmark::DoNotOptimize(sum);
+  }
+  state.SetBytesProcessed(state.iterations() *
+                          static_cast<int64_t>(data.size() * sizeof(uint64_t)));
+}
+
+void RegisterAll() {
+  const GgmlType types[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0,
+                            GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K};
+  for (int i = 0; i <= static_cast<int>(DetectedCpuIsa()); ++i) {
+    const CpuIsa isa = static_cast<CpuIsa>(i);
+    for (GgmlType type : types) {
+      for (int64_t nb : {1, 32}) {
+        const std::string name = std::string("GemmRows/") + std::string(TraitsOf(type).name) + "/" +
+                                 CpuIsaName(isa) + "/nb:" + std::to_string(nb) + "/2048x2048";
+        benchmark::RegisterBenchmark(name.c_str(), BM_GemmRows, type, isa, 2048, 2048, nb);
+      }
+      // Decode from a matrix well beyond L3 (75 MiB in q4_K): the number to compare with
+      // StreamSum.
+      const std::string big = std::string("GemmRows/") + std::string(TraitsOf(type).name) + "/" +
+                              CpuIsaName(isa) + "/nb:1/32768x4096";
+      benchmark::RegisterBenchmark(big.c_str(), BM_GemmRows, type, isa, 32768, 4096, 1);
+    }
+  }
+  benchmark::RegisterBenchmark("StreamSum/512MiB", BM_StreamSum);
+}
+
+}  // namespace
+}  // namespace memoria
+
+int main(int argc, char** argv) {
+  memoria::RegisterAll();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

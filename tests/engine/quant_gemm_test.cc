@@ -1,0 +1,295 @@
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "engine/gguf/ggml_type.h"
+#include "engine/quant/blocks.h"
+#include "engine/quant/fp16.h"
+#include "engine/quant/gemm.h"
+#include "engine/quant/quant.h"
+#include "gtest/gtest.h"
+
+namespace memoria {
+namespace {
+
+constexpr float kUntouched = 12345.0f;
+
+std::vector<float> Gaussian(int64_t n, std::mt19937* rng) {
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> x(n);
+  for (float& v : x) v = dist(*rng);
+  return x;
+}
+
+// Activation rows as the kernels see them, turned back into floats.
+std::vector<float> DequantizeActivation(GgmlType dot_type, const uint8_t* row, int64_t k) {
+  std::vector<float> out(k);
+  if (dot_type == GgmlType::kQ8_K) {
+    const BlockQ8_K* blocks = reinterpret_cast<const BlockQ8_K*>(row);
+    for (int64_t i = 0; i < k; ++i) out[i] = blocks[i / kQK_K].d * blocks[i / kQK_K].qs[i % kQK_K];
+  } else {
+    DequantizeRow(dot_type, row, out.data(), k);
+  }
+  return out;
+}
+
+// A weight matrix and a batch of activations, with the dequantized values a reference needs.
+struct Problem {
+  GgmlType type;
+  int64_t rows, k, nb;
+  size_t w_row_bytes, x_row_bytes;
+  std::vector<uint8_t> w, xq;
+  std::vector<float> x;      // float activations, nb x k
+  std::vector<float> w_deq;  // rows x k
+  std::vector<float> x_deq;  // nb x k, what the kernel multiplies with
+
+  Problem(GgmlType t, int64_t rows_in, int64_t k_in, int64_t nb_in, uint32_t seed, size_t pad)
+      : type(t), rows(rows_in), k(k_in), nb(nb_in) {
+    std::mt19937 rng(seed);
+    const GgmlType dot_type = DotTypeFor(type);
+    w_row_bytes = GgmlRowBytes(type, k) + pad;
+    x_row_bytes = GgmlRowBytes(dot_type, k) + pad;
+    w.assign(rows * w_row_bytes, 0xee);
+    xq.assign(nb * x_row_bytes, 0xee);
+    w_deq.resize(rows * k);
+    for (int64_t r = 0; r < rows; ++r) {
+      const std::vector<float> row = Gaussian(k, &rng);
+      QuantizeRow(type, row.data(), w.data() + r * w_row_bytes, k);
+      DequantizeRow(type, w.data() + r * w_row_bytes, w_deq.data() + r * k, k);
+    }
+    x = Gaussian(nb * k, &rng);
+    x_deq.resize(nb * k);
+    for (int64_t b = 0; b < nb; ++b) {
+      ConvertActivationRow(dot_type, x.data() + b * k, xq.data() + b * x_row_bytes, k);
+      const std::vector<float> d = DequantizeActivation(dot_type, xq.data() + b * x_row_bytes, k);
+      std::copy(d.begin(), d.end(), x_deq.begin() + b * k);
+    }
+  }
+
+  std::vector<float> Run(int64_t r0, int64_t r1, int64_t ldy) const {
+    std::vector<float> y(nb * ldy, kUntouched);
+    GemmRows(type, w.data(), w_row_bytes, k, r0, r1, xq.data(), x_row_bytes, nb, y.data(), ldy);
+    return y;
+  }
+};
+
+// How far the result may be from the dot product with the float activations, relative to
+// ||w|| * ||x||: what converting the activations to the dot type costs (Cauchy-Schwarz bound).
+double FloatActivationTolerance(GgmlType type) {
+  switch (DotTypeFor(type)) {
+    case GgmlType::kF32:
+      return 1e-5;
+    case GgmlType::kF16:
+      return 1e-3;
+    case GgmlType::kBF16:
+      return 5e-3;
+    default:  // 8-bit activations: at most half a step of amax / 127 per element
+      return 2e-2;
+  }
+}
+
+// Checks every output against two double-precision references: the exact dot product of what
+// the kernel multiplies (dequantized weights and activations; only float rounding may differ)
+// and the dot product with the original float activations.
+void CheckAgainstReference(const Problem& p, const std::vector<float>& y, int64_t r0, int64_t r1,
+                           int64_t ldy) {
+  const double tol = FloatActivationTolerance(p.type);
+  for (int64_t b = 0; b < p.nb; ++b) {
+    for (int64_t r = 0; r < ldy; ++r) {
+      const float got = y[b * ldy + r];
+      if (r < r0 || r >= r1) {
+        ASSERT_EQ(got, kUntouched) << "wrote outside rows [r0, r1) at b=" << b << " r=" << r;
+        continue;
+      }
+      double exact = 0, magnitude = 0, approx = 0, w_norm = 0, x_norm = 0;
+      for (int64_t i = 0; i < p.k; ++i) {
+        const double w = p.w_deq[r * p.k + i], xd = p.x_deq[b * p.k + i], x = p.x[b * p.k + i];
+        exact += w * xd;
+        magnitude += std::fabs(w * xd);
+        approx += w * x;
+        w_norm += w * w;
+        x_norm += x * x;
+      }
+      ASSERT_NEAR(got, exact, 5e-5 * magnitude + 1e-30) << "b=" << b << " r=" << r;
+      ASSERT_NEAR(got, approx, tol * std::sqrt(w_norm * x_norm)) << "b=" << b << " r=" << r;
+    }
+  }
+}
+
+std::vector<int64_t> KsFor(GgmlType type) {
+  switch (type) {
+    case GgmlType::kF32:
+    case GgmlType::kF16:
+    case GgmlType::kBF16:
+      return {1, 7, 16, 33, 100, 512};
+    case GgmlType::kQ8_0:
+    case GgmlType::kQ4_0:
+      return {32, 96, 256, 1056};  // odd block counts leave a single block after the pairs
+    default:
+      return {256, 768, 2048};
+  }
+}
+
+const GgmlType kWeightTypes[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0,
+                                 GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K};
+
+class GemmTest : public ::testing::TestWithParam<std::tuple<GgmlType, CpuIsa>> {
+ protected:
+  void SetUp() override {
+    if (static_cast<int>(isa()) > static_cast<int>(DetectedCpuIsa())) {
+      GTEST_SKIP() << CpuIsaName(isa()) << " not supported by this CPU";
+    }
+    SetCpuIsaForTesting(isa());
+  }
+  void TearDown() override { SetCpuIsaForTesting(DetectedCpuIsa()); }
+
+  GgmlType type() const { return std::get<0>(GetParam()); }
+  CpuIsa isa() const { return std::get<1>(GetParam()); }
+};
+
+TEST_P(GemmTest, MatchesReferenceForShapesRangesAndStrides) {
+  struct Shape {
+    int64_t rows, nb, r0, r1, ldy_extra;
+  };
+  // Decode (nb = 1) and batches around the 4-row tiles and the 64-row batch chunk, row ranges that
+  // do not start at 0 or fill whole tiles, and output strides wider than the row count.
+  const Shape shapes[] = {{1, 1, 0, 1, 0},   {5, 1, 0, 5, 1},  {13, 1, 2, 11, 0},
+                          {16, 3, 0, 16, 2}, {7, 4, 1, 7, 0},  {9, 5, 0, 9, 3},
+                          {6, 33, 0, 6, 1},  {5, 70, 1, 4, 0}, {4, 2, 0, 4, 0}};
+  uint32_t seed = 1;
+  for (int64_t k : KsFor(type())) {
+    for (const Shape& s : shapes) {
+      SCOPED_TRACE(::testing::Message() << "k=" << k << " rows=" << s.rows << " nb=" << s.nb
+                                        << " r=[" << s.r0 << "," << s.r1 << ")");
+      const Problem p(type(), s.rows, k, s.nb, seed, (seed % 2) * 64);
+      ++seed;
+      const int64_t ldy = s.rows + s.ldy_extra;
+      CheckAgainstReference(p, p.Run(s.r0, s.r1, ldy), s.r0, s.r1, ldy);
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+TEST_P(GemmTest, AgreesWithScalarPath) {
+  const int64_t k = KsFor(type()).back();
+  const Problem p(type(), 37, k, 6, 99, 0);
+  const std::vector<float> y = p.Run(0, 37, 37);
+  SetCpuIsaForTesting(CpuIsa::kScalar);
+  const std::vector<float> y_scalar = p.Run(0, 37, 37);
+  for (int64_t b = 0; b < 6; ++b) {
+    for (int64_t r = 0; r < 37; ++r) {
+      double magnitude = 0;
+      for (int64_t i = 0; i < k; ++i)
+        magnitude += std::fabs(p.w_deq[r * k + i] * p.x_deq[b * k + i]);
+      ASSERT_NEAR(y[b * 37 + r], y_scalar[b * 37 + r], 2e-5 * magnitude) << "b=" << b << " r=" << r;
+    }
+  }
+}
+
+TEST_P(GemmTest, ZeroWeightsGiveZero) {
+  const int64_t k = KsFor(type()).back();
+  Problem p(type(), 5, k, 3, 5, 0);
+  std::vector<float> zeros(k, 0.0f);
+  for (int64_t r = 0; r < 5; ++r)
+    QuantizeRow(type(), zeros.data(), p.w.data() + r * p.w_row_bytes, k);
+  for (float v : p.Run(0, 5, 5)) EXPECT_EQ(v, 0.0f);
+}
+
+INSTANTIATE_TEST_SUITE_P(TypesAndPaths, GemmTest,
+                         ::testing::Combine(::testing::ValuesIn(kWeightTypes),
+                                            ::testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2,
+                                                              CpuIsa::kAvx512)),
+                         [](const ::testing::TestParamInfo<std::tuple<GgmlType, CpuIsa>>& info) {
+                           return std::string(TraitsOf(std::get<0>(info.param)).name) + "_" +
+                                  CpuIsaName(std::get<1>(info.param));
+                         });
+
+TEST(GemmDispatchTest, DotTypes) {
+  EXPECT_EQ(DotTypeFor(GgmlType::kF32), GgmlType::kF32);
+  EXPECT_EQ(DotTypeFor(GgmlType::kF16), GgmlType::kF16);
+  EXPECT_EQ(DotTypeFor(GgmlType::kBF16), GgmlType::kBF16);
+  EXPECT_EQ(DotTypeFor(GgmlType::kQ8_0), GgmlType::kQ8_0);
+  EXPECT_EQ(DotTypeFor(GgmlType::kQ4_0), GgmlType::kQ8_0);
+  EXPECT_EQ(DotTypeFor(GgmlType::kQ4_K), GgmlType::kQ8_K);
+  EXPECT_EQ(DotTypeFor(GgmlType::kQ6_K), GgmlType::kQ8_K);
+}
+
+TEST(GemmDispatchTest, IsaOverride) {
+  EXPECT_EQ(ActiveCpuIsa(), DetectedCpuIsa());
+  SetCpuIsaForTesting(CpuIsa::kScalar);
+  EXPECT_EQ(ActiveCpuIsa(), CpuIsa::kScalar);
+  SetCpuIsaForTesting(DetectedCpuIsa());
+  EXPECT_EQ(ActiveCpuIsa(), DetectedCpuIsa());
+  EXPECT_STREQ(CpuIsaName(CpuIsa::kAvx512), "avx512");
+}
+
+// ---- float helpers used by attention ----
+
+class VectorHelpersTest : public ::testing::TestWithParam<CpuIsa> {
+ protected:
+  void SetUp() override {
+    if (static_cast<int>(GetParam()) > static_cast<int>(DetectedCpuIsa())) {
+      GTEST_SKIP() << CpuIsaName(GetParam()) << " not supported by this CPU";
+    }
+    SetCpuIsaForTesting(GetParam());
+  }
+  void TearDown() override { SetCpuIsaForTesting(DetectedCpuIsa()); }
+};
+
+TEST_P(VectorHelpersTest, DotAndAxpy) {
+  std::mt19937 rng(17);
+  for (int64_t n : {0, 1, 5, 8, 15, 16, 17, 31, 33, 64, 100, 128, 259}) {
+    SCOPED_TRACE(::testing::Message() << "n=" << n);
+    const std::vector<float> a = Gaussian(n, &rng), b = Gaussian(n, &rng), y0 = Gaussian(n, &rng);
+    std::vector<uint16_t> a16(n + 1, 0x7e00);  // a NaN after the end must never be read
+    for (int64_t i = 0; i < n; ++i) a16[i] = Fp32ToFp16(a[i]);
+    double dot = 0, dot16 = 0, magnitude = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      dot += static_cast<double>(a[i]) * b[i];
+      dot16 += static_cast<double>(Fp16ToFp32(a16[i])) * b[i];
+      magnitude += std::fabs(static_cast<double>(a[i]) * b[i]);
+    }
+    EXPECT_NEAR(DotF32(a.data(), b.data(), n), dot, 1e-6 * magnitude + 1e-30);
+    EXPECT_NEAR(DotF16F32(a16.data(), b.data(), n), dot16, 1e-6 * magnitude + 1e-30);
+
+    std::vector<float> y = y0, y16 = y0;
+    y.push_back(kUntouched);
+    y16.push_back(kUntouched);
+    AxpyF32(0.75f, a.data(), y.data(), n);
+    AxpyF16F32(-1.5f, a16.data(), y16.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      EXPECT_NEAR(y[i], y0[i] + 0.75 * a[i], 1e-6 * (std::fabs(y0[i]) + std::fabs(a[i])));
+      EXPECT_NEAR(y16[i], y0[i] - 1.5 * Fp16ToFp32(a16[i]),
+                  1e-6 * (std::fabs(y0[i]) + 2 * std::fabs(a[i])));
+    }
+    EXPECT_EQ(y[n], kUntouched);
+    EXPECT_EQ(y16[n], kUntouched);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, VectorHelpersTest,
+                         ::testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512),
+                         [](const ::testing::TestParamInfo<CpuIsa>& info) {
+                           return std::string(CpuIsaName(info.param));
+                         });
+
+TEST(ConvertActivationRowTest, MatchesTheRowConversions) {
+  std::mt19937 rng(23);
+  const std::vector<float> x = Gaussian(512, &rng);
+  std::vector<float> f32(512);
+  ConvertActivationRow(GgmlType::kF32, x.data(), f32.data(), 512);
+  EXPECT_EQ(f32, x);
+  for (GgmlType t : {GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ8_K}) {
+    std::vector<uint8_t> got(GgmlRowBytes(t, 512)), want(GgmlRowBytes(t, 512));
+    ConvertActivationRow(t, x.data(), got.data(), 512);
+    QuantizeRow(t, x.data(), want.data(), 512);
+    EXPECT_EQ(got, want) << TraitsOf(t).name;
+  }
+}
+
+}  // namespace
+}  // namespace memoria
