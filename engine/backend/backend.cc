@@ -9,7 +9,8 @@ absl::StatusOr<std::unique_ptr<Backend>> Backend::Create(const BackendOptions& o
   switch (options.device) {
     case DeviceKind::kCpu:
       return std::unique_ptr<Backend>(
-          new CpuBackend(options.n_threads > 0 ? options.n_threads : DefaultThreadCount()));
+          new CpuBackend(options.n_threads > 0 ? options.n_threads : DefaultThreadCount(),
+                         options.weights_in_place));
     case DeviceKind::kCuda:
       return absl::UnimplementedError("backend: this build has no CUDA backend");
   }

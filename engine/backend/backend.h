@@ -75,6 +75,10 @@ struct BatchPlan {
 struct BackendOptions {
   DeviceKind device = DeviceKind::kCpu;
   int32_t n_threads = 0;  // CPU threads; 0 = all hardware threads
+  // CPU: compute on weights in place in the file mapping (no copy, shares the page cache) instead
+  // of copying them into 2 MiB huge pages at load. In place saves load time and memory; the copy
+  // makes decode ~1.7x faster, because streaming 4 KiB-page mappings is bound by TLB misses.
+  bool weights_in_place = false;
 };
 
 // The compute device behind the model. The model's forward pass is a fixed sequence of these

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <sys/mman.h>
+
 #include "absl/strings/str_cat.h"
 #include "engine/quant/gemm.h"
 #include "engine/quant/quant.h"
@@ -19,7 +21,29 @@ CpuBackend::Buffer CpuBackend::AllocateBuffer(size_t bytes) {
   return Buffer(static_cast<uint8_t*>(std::aligned_alloc(kAlign, rounded)));
 }
 
-CpuBackend::CpuBackend(int n_threads) : pool_(n_threads) {}
+CpuBackend::CpuBackend(int n_threads, bool weights_in_place)
+    : pool_(n_threads), weights_in_place_(weights_in_place) {}
+
+uint8_t* CpuBackend::AllocateWeight(size_t bytes) {
+  constexpr size_t kHugePage = size_t{2} << 20;
+  constexpr size_t kChunk = size_t{256} << 20;
+  constexpr size_t kAlign = 64;
+  bytes = (bytes + kAlign - 1) / kAlign * kAlign;
+  if (bytes > weight_chunk_left_) {
+    const size_t chunk = (std::max(bytes, kChunk) + kHugePage - 1) / kHugePage * kHugePage;
+    uint8_t* p = static_cast<uint8_t*>(std::aligned_alloc(kHugePage, chunk));
+    if (p == nullptr) return nullptr;
+    // Advisory: without transparent huge pages the copy still works, only slower to stream.
+    madvise(p, chunk, MADV_HUGEPAGE);
+    allocations_.push_back(Buffer(p));
+    weight_chunk_free_ = p;
+    weight_chunk_left_ = chunk;
+  }
+  uint8_t* out = weight_chunk_free_;
+  weight_chunk_free_ += bytes;
+  weight_chunk_left_ -= bytes;
+  return out;
+}
 CpuBackend::~CpuBackend() = default;
 
 std::string CpuBackend::Describe() const {
@@ -33,7 +57,17 @@ absl::StatusOr<Tensor> CpuBackend::UploadWeight(const GgufTensorInfo& info) {
                                                    ", which the engine does not compute with"));
   }
   Tensor t;
-  t.data = const_cast<uint8_t*>(info.data);  // read-only by contract of every op
+  if (weights_in_place_) {
+    t.data = const_cast<uint8_t*>(info.data);  // read-only by contract of every op
+  } else {
+    uint8_t* copy = AllocateWeight(info.size_bytes);
+    if (copy == nullptr) {
+      return absl::ResourceExhaustedError(absl::StrCat("cpu backend: cannot allocate ", info.size_bytes,
+                                                       " bytes for tensor '", info.name, "'"));
+    }
+    std::memcpy(copy, info.data, info.size_bytes);
+    t.data = copy;
+  }
   t.type = info.type;
   t.cols = info.dims[0];
   t.rows = info.Rows();

@@ -14,7 +14,7 @@ namespace memoria {
 // engine/quant. Weights are used in place from the GGUF mapping.
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int n_threads);
+  CpuBackend(int n_threads, bool weights_in_place);
   ~CpuBackend() override;
 
   DeviceKind device() const override { return DeviceKind::kCpu; }
@@ -44,6 +44,8 @@ class CpuBackend final : public Backend {
   };
   using Buffer = std::unique_ptr<uint8_t, AlignedFree>;
   static Buffer AllocateBuffer(size_t bytes);
+  // Room for `bytes` of weights in huge-page-backed chunks; null when out of memory.
+  uint8_t* AllocateWeight(size_t bytes);
 
   // Rotates one head vector in place with the cos/sin row of `position`.
   void RotateHead(float* x, int32_t position) const;
@@ -51,7 +53,11 @@ class CpuBackend final : public Backend {
   void StoreKv(int32_t layer, const Tensor& k, const Tensor& v);
 
   ThreadPool pool_;
+  const bool weights_in_place_;
   std::vector<Buffer> allocations_;
+  // Weights are bump-allocated in large huge-page chunks; the tail of the last one is free.
+  uint8_t* weight_chunk_free_ = nullptr;
+  size_t weight_chunk_left_ = 0;
 
   KvCacheConfig kv_;
   RopeConfig rope_;
