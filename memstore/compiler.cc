@@ -59,6 +59,7 @@ absl::StatusOr<IntrospectionResult> MemoryCompiler::Encode(std::span<const int32
     request.attention_mass = !options_.dense;
   }
   request.hidden_layers = {options_.embedding_layer};
+  request.logits = false;  // the pass ends at the last layer recorded
   MEMORIA_ASSIGN_OR_RETURN(SequenceId seq, model_->CreateSequence());
   IntrospectionResult trace;
   absl::Status status = model_->Introspect(seq, input, request, &trace, nullptr);

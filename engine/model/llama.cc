@@ -107,10 +107,19 @@ absl::Status LlamaGraph::Forward(const BatchPlan& plan, std::span<const int32_t>
     be.CopyToHost(a.x, 0, n, h.states.data());
   };
 
+  // The last layer this pass must run: all of them unless an introspection needs no logits.
+  int32_t last_layer = c.n_layers;
+  if (request != nullptr && !request->logits) {
+    last_layer = 0;
+    for (int32_t l : request->kv_layers) last_layer = std::max(last_layer, l + 1);
+    for (int32_t l : request->hidden_layers) last_layer = std::max(last_layer, l);
+  }
+
   be.Embed(token_embd_, tokens, &a.x);
   for (int32_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& w = layers_[l];
     record_hidden(l);
+    if (l == last_layer) return absl::OkStatus();
 
     // self-attention
     be.RmsNorm(a.x, w.attn_norm, c.rms_eps, n, &a.xb);

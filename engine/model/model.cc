@@ -163,6 +163,9 @@ absl::Status Model::Introspect(SequenceId id, std::span<const int32_t> tokens,
     }
   }
   *result = IntrospectionResult();
+  if (!request.logits && output != nullptr) {
+    return absl::InvalidArgumentError("model: an introspection without logits has no output");
+  }
   SequenceInput input{id, tokens, false};
   ForwardOutput scratch;
   return Run(std::span<const SequenceInput>(&input, 1), &request, result,

@@ -56,6 +56,9 @@ struct IntrospectionRequest {
   std::vector<int32_t> kv_layers;      // record pre-RoPE keys and values (and mass) of these
   bool attention_mass = false;         // also record the attention mass tokens receive
   std::vector<int32_t> hidden_layers;  // 0..n_layers: residual stream entering that layer
+  // false: stop as soon as everything asked for is recorded, computing no logits (a retrieval
+  // query needs only a middle layer). The sequence's KV cache is then incomplete: destroy it.
+  bool logits = true;
 };
 
 struct IntrospectionResult {

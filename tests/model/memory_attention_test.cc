@@ -277,6 +277,28 @@ TEST_P(MemoryAttentionTest, IntrospectionMatchesReferenceTrace) {
   }
 }
 
+TEST_P(MemoryAttentionTest, IntrospectionWithoutLogitsStopsEarlyWithTheSameRecords) {
+  std::vector<int32_t> tokens = {model_->tokenizer().bos()};
+  for (int32_t t : Tokens(12, 8)) tokens.push_back(t);
+  IntrospectionRequest req;
+  req.kv_layers = {0};
+  req.attention_mass = true;
+  req.hidden_layers = {2};
+  IntrospectionResult full, early;
+  auto a = model_->CreateSequence();
+  ASSERT_TRUE(model_->Introspect(*a, tokens, req, &full, nullptr).ok());
+  req.logits = false;
+  auto b = model_->CreateSequence();
+  ASSERT_TRUE(model_->Introspect(*b, tokens, req, &early, nullptr).ok());
+  EXPECT_EQ(full.layers[0].keys, early.layers[0].keys);
+  EXPECT_EQ(full.layers[0].mass, early.layers[0].mass);
+  EXPECT_EQ(full.hidden[0].states, early.hidden[0].states);
+  ForwardOutput out;
+  EXPECT_EQ(model_->Introspect(*b, tokens, req, &early, &out).code(), absl::StatusCode::kInvalidArgument);
+  model_->DestroySequence(*a);
+  model_->DestroySequence(*b);
+}
+
 TEST_P(MemoryAttentionTest, MisshapenMemoryIsRefused) {
   auto seq = model_->CreateSequence();
   auto wrong = std::make_shared<MemoryView>(c_.n_layers + 1, c_.n_kv_heads, MemoryRotation::kNone);
