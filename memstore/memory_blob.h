@@ -31,7 +31,7 @@ struct ReferenceKv {
 };
 
 // Serialized, compressed ReferenceKv: the value stored in RocksDB's memories column family.
-// Layout in docs/storage.md; ends with a CRC32C of everything before it.
+// Layout in docs/memory_blob.md; ends with a CRC32C of everything before it.
 std::string EncodeMemoryBlob(const ReferenceKv& memory, const VectorCodec& codec);
 
 // A decoded memory, ready for attention: f32 arrays the engine reads in place (MemoryEntries
