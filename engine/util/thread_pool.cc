@@ -13,8 +13,12 @@ inline void CpuRelax() {
 #endif
 }
 
-// Iterations a worker spins waiting for the next run before it sleeps (~tens of microseconds).
-constexpr int kSpinIterations = 1 << 14;
+// Iterations a worker spins waiting for the next run before it sleeps (~tens of microseconds):
+// long enough to bridge the gaps between the operations of one forward pass.
+constexpr int kSpinIterations = 1 << 12;
+// While waiting, yield the core every so often: when the machine is oversubscribed the thread
+// we wait for may need it.
+constexpr int kYieldEvery = 256;
 
 }  // namespace
 
@@ -62,7 +66,10 @@ void ThreadPool::Run(int64_t n_tasks, absl::FunctionRef<void(int64_t task)> fn) 
   }
   wake_.notify_all();
   DrainTasks();
-  while (busy_workers_.load(std::memory_order_acquire) != 0) CpuRelax();
+  for (int spin = 1; busy_workers_.load(std::memory_order_acquire) != 0; ++spin) {
+    CpuRelax();
+    if (spin % kYieldEvery == 0) std::this_thread::yield();
+  }
   fn_ = nullptr;
 }
 
@@ -70,8 +77,9 @@ void ThreadPool::WorkerLoop() {
   uint64_t seen = 0;
   for (;;) {
     uint64_t gen = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; gen == seen && spin < kSpinIterations; ++spin) {
+    for (int spin = 1; gen == seen && spin <= kSpinIterations; ++spin) {
       CpuRelax();
+      if (spin % kYieldEvery == 0) std::this_thread::yield();
       gen = generation_.load(std::memory_order_acquire);
     }
     if (gen == seen) {
