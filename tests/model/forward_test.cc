@@ -1,4 +1,6 @@
 // The engine's forward pass against the independent scalar reference (tests/reference).
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <random>
 #include <vector>
@@ -79,13 +81,19 @@ TEST_P(ForwardVsReferenceTest, AllPositionsMatch) {
   SequenceInput in{*seq, tokens, /*all_logits=*/true};
   ForwardOutput out;
   ASSERT_TRUE((*model)->Forward(std::span<const SequenceInput>(&in, 1), &out).ok());
-  int argmax_agree = 0;
   for (size_t i = 0; i < tokens.size(); ++i) {
-    EXPECT_LT(RelativeMaxError(out.Logits(0, i), want[i].data(), n_vocab), tc.tolerance)
+    const float* got = out.Logits(0, i);
+    const float* ref_logits = want[i].data();
+    EXPECT_LT(RelativeMaxError(got, ref_logits, n_vocab), tc.tolerance)
         << arch << " " << tc.name << " position " << i;
-    argmax_agree += ArgMax(out.Logits(0, i), n_vocab) == ArgMax(want[i].data(), n_vocab);
+    // The argmax may differ only on a near-tie: the engine's choice must be within the logit
+    // tolerance of the best in the reference.
+    const int32_t ours = ArgMax(got, n_vocab), best = ArgMax(ref_logits, n_vocab);
+    float max_abs = 0;
+    for (int32_t v = 0; v < n_vocab; ++v) max_abs = std::max(max_abs, std::fabs(ref_logits[v]));
+    EXPECT_LE(ref_logits[best] - ref_logits[ours], 2 * tc.tolerance * max_abs)
+        << arch << " " << tc.name << " position " << i << ": argmax " << ours << " vs " << best;
   }
-  EXPECT_GE(argmax_agree, static_cast<int>(tokens.size()) - 2) << arch << " " << tc.name;
 }
 
 INSTANTIATE_TEST_SUITE_P(

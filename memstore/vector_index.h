@@ -1,0 +1,103 @@
+#ifndef MEMORIA_MEMSTORE_VECTOR_INDEX_H_
+#define MEMORIA_MEMSTORE_VECTOR_INDEX_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace faiss {
+struct Index;
+template <typename IndexT>
+struct IndexIDMap2Template;
+}  // namespace faiss
+
+namespace memoria {
+
+// Inner-product nearest-neighbour search over the store's reference vectors, a FAISS index that
+// is derived from RocksDB and can always be rebuilt from it. Every vector carries a tag (the
+// store's number for its collection) so that a search can be restricted to some tags; removed
+// and filtered-out vectors are never returned.
+//
+// Layout: faiss::IndexIDMap2 (external id = reference id) over IndexFlatIP while the index holds
+// at most `flat_max` vectors, over IndexHNSWFlat (inner product) above it. Neither removes
+// vectors in place here: Remove marks the slot dead and searches skip dead slots through a FAISS
+// IDSelector; once dead slots exceed a fifth of all slots the index is rebuilt from the live
+// vectors (choosing flat or HNSW again by size).
+//
+// Not thread-safe for mutation: Search (const) may run concurrently with other Searches, and the
+// caller excludes Add/Remove/Reconcile from everything else. FAISS exceptions are caught here and
+// returned as Status.
+class VectorIndex {
+ public:
+  struct Options {
+    int32_t dim = 0;
+    int64_t flat_max = 100000;
+    int32_t hnsw_m = 32;                // graph degree
+    int32_t hnsw_ef_construction = 64;  // build-time beam; higher = better graph, slower adds
+    int32_t hnsw_ef_search = 128;       // search beam (at least k)
+  };
+  struct Hit {
+    uint64_t id = 0;
+    float score = 0;
+  };
+
+  // An empty flat index.
+  static absl::StatusOr<std::unique_ptr<VectorIndex>> Create(const Options& options);
+  // Reads a file written by Save and the RocksDB sequence number saved with it. NotFound when
+  // the file is absent; DataLoss when it is truncated, fails its checksum, or holds an index of
+  // another shape. Every slot starts live with tag 0: call Reconcile before searching.
+  static absl::StatusOr<std::unique_ptr<VectorIndex>> Load(const Options& options,
+                                                           const std::string& file,
+                                                           uint64_t* sequence);
+  ~VectorIndex();
+
+  // Writes the index and `sequence` atomically (temporary file, fsync, rename).
+  absl::Status Save(const std::string& file, uint64_t sequence) const;
+
+  // Adds n = ids.size() vectors (n x dim floats) with their tags. Ids must not be live already.
+  // May switch the index to HNSW (a rebuild) when it grows past flat_max.
+  absl::Status Add(std::span<const uint64_t> ids, std::span<const uint32_t> tags,
+                   std::span<const float> vectors);
+  // Removes the ids (absent ids are ignored). May compact.
+  absl::Status Remove(std::span<const uint64_t> ids);
+  // Makes the live set equal to `expected` (id -> tag): tags are set from it, ids it lacks are
+  // removed, and the expected ids the index lacks are returned (sorted) for the caller to Add.
+  absl::StatusOr<std::vector<uint64_t>> Reconcile(
+      const std::unordered_map<uint64_t, uint32_t>& expected);
+
+  // The k live vectors of the given tags (empty = any tag) with the largest inner product with
+  // `query` (dim floats), best first. Fewer when fewer match.
+  absl::StatusOr<std::vector<Hit>> Search(std::span<const float> query, int32_t k,
+                                          std::span<const uint32_t> tags) const;
+
+  int64_t size() const { return live_; }  // live vectors
+  bool is_hnsw() const;
+  const char* kind() const { return is_hnsw() ? "hnsw" : "flat"; }
+
+ private:
+  static constexpr uint32_t kDead = UINT32_MAX;
+
+  explicit VectorIndex(const Options& options);
+  // Replaces the FAISS index by one holding the live vectors plus the given new ones, flat or
+  // HNSW by the resulting size.
+  absl::Status Rebuild(std::span<const uint64_t> ids, std::span<const uint32_t> tags,
+                       std::span<const float> vectors);
+  void MarkLive(int64_t slot, uint32_t tag);
+  void MarkDead(int64_t slot);
+
+  Options options_;
+  std::unique_ptr<faiss::IndexIDMap2Template<faiss::Index>> index_;  // faiss::IndexIDMap2
+  std::vector<uint32_t> slot_tags_;     // per FAISS slot: its tag, or kDead
+  std::vector<int64_t> live_per_tag_;   // live vectors per tag
+  int64_t live_ = 0;
+  int64_t dead_ = 0;
+};
+
+}  // namespace memoria
+
+#endif  // MEMORIA_MEMSTORE_VECTOR_INDEX_H_
