@@ -9,7 +9,7 @@
 #include "gtest/gtest.h"
 #include "memstore/compiler.h"
 #include "memstore/fingerprint.h"
-#include "tests/test_support.h"
+#include "tests/model/model_test_util.h"
 
 namespace memoria::testing {
 namespace {
@@ -23,17 +23,14 @@ constexpr char kText[] =
 class CompilerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string vocab = VocabPath("ggml-vocab-llama-spm.gguf");
-    if (vocab.empty()) GTEST_SKIP() << "../shared/vocab not found; skipping";
-    std::string path = TempDir("compiler") + "/m.gguf";
     RandomModelOptions o;
-    o.vocab_path = vocab;
     o.n_layers = 4;
     o.n_embd = 64;
     o.n_heads = 4;
     o.n_kv_heads = 2;
     o.n_ff = 128;
-    ASSERT_TRUE(WriteRandomModel(o, path).ok());
+    const std::string path = SmallModel("compiler", "ggml-vocab-llama-spm.gguf", o);
+    if (path.empty()) GTEST_SKIP() << "../shared/vocab not found; skipping";
     ModelOptions mo;
     mo.kv_type = GgmlType::kF32;
     mo.max_batch_tokens = 256;
@@ -208,16 +205,14 @@ TEST_F(CompilerTest, FingerprintTellsModelsApart) {
   EXPECT_EQ(a, b);
   EXPECT_EQ(a.n_layers, 4);
   EXPECT_EQ(a.head_dim, 16);
-  std::string path = TempDir("compiler_other") + "/m.gguf";
   RandomModelOptions o;
-  o.vocab_path = VocabPath("ggml-vocab-llama-spm.gguf");
   o.n_layers = 4;
   o.n_embd = 64;
   o.n_heads = 4;
   o.n_kv_heads = 2;
   o.n_ff = 128;
   o.seed = 99;  // same shapes, other weights
-  ASSERT_TRUE(WriteRandomModel(o, path).ok());
+  const std::string path = SmallModel("compiler_other", "ggml-vocab-llama-spm.gguf", o);
   auto other = Model::Load(ModelOptions(), path);
   ASSERT_TRUE(other.ok());
   ModelFingerprint c = FingerprintOf(**other);

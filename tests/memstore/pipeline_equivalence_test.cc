@@ -1,7 +1,6 @@
 // shared/MEMORY.md's equivalence through the whole memory pipeline: compile (dense, all layers)
 // -> encode (fp16 codec) -> decode -> attend, against the reference's tokens in the context.
 #include <algorithm>
-#include <cmath>
 #include <memory>
 #include <string>
 
@@ -11,28 +10,15 @@
 #include "memstore/codec.h"
 #include "memstore/compiler.h"
 #include "memstore/memory_blob.h"
-#include "tests/test_support.h"
+#include "tests/model/model_test_util.h"
 
 namespace memoria::testing {
 namespace {
 
-double RelativeMaxError(const float* a, const float* b, size_t n) {
-  double max_diff = 0, max_ref = 1e-12;
-  for (size_t i = 0; i < n; ++i) {
-    max_diff = std::max(max_diff, std::fabs(static_cast<double>(a[i]) - b[i]));
-    max_ref = std::max(max_ref, std::fabs(static_cast<double>(b[i])));
-  }
-  return max_diff / max_ref;
-}
-
 class PipelineEquivalenceTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(PipelineEquivalenceTest, DenseFp16MemoryEqualsReferenceInContext) {
-  std::string vocab = VocabPath("ggml-vocab-llama-spm.gguf");
-  if (vocab.empty()) GTEST_SKIP() << "../shared/vocab not found; skipping";
-  std::string path = TempDir("pipeline_" + GetParam()) + "/m.gguf";
   RandomModelOptions o;
-  o.vocab_path = vocab;
   o.arch = GetParam();
   o.n_layers = 4;
   o.n_embd = 64;
@@ -40,7 +26,8 @@ TEST_P(PipelineEquivalenceTest, DenseFp16MemoryEqualsReferenceInContext) {
   o.n_kv_heads = 2;
   o.n_ff = 128;
   o.seed = 5;
-  ASSERT_TRUE(WriteRandomModel(o, path).ok());
+  const std::string path = SmallModel("pipeline_" + GetParam(), "ggml-vocab-llama-spm.gguf", o);
+  if (path.empty()) GTEST_SKIP() << "../shared/vocab not found; skipping";
   ModelOptions mo;
   mo.kv_type = GgmlType::kF32;
   mo.max_batch_tokens = 256;
