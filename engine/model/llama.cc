@@ -164,6 +164,7 @@ absl::Status LlamaGraph::Forward(const BatchPlan& plan, std::span<const int32_t>
     be.Add(a.xb, n, &a.x);
   }
   record_hidden(c.n_layers);
+  if (request != nullptr && !request->logits) return absl::OkStatus();
 
   // output head, a few rows at a time
   for (size_t i = 0; i < logit_rows.size(); i += kLogitRowsPerPass) {
