@@ -61,6 +61,26 @@ absl::StatusOr<std::vector<float>> LastLogits(Model& model, const std::vector<in
   return std::vector<float>(out.Logits(0), out.Logits(0) + out.n_vocab);
 }
 
+// The memory as generation sees it: encoded with `codec`, decoded into a page, put in a view.
+absl::StatusOr<std::shared_ptr<const MemoryView>> ViewThrough(const ModelConfig& c, const ReferenceKv& kv,
+                                                              const VectorCodec& codec) {
+  MEMORIA_ASSIGN_OR_RETURN(auto page, MemoryPage::Decode(EncodeMemoryBlob(kv, codec), codec, c.n_kv_heads,
+                                                         c.head_dim));
+  auto view = std::make_shared<MemoryView>(c.n_layers, c.n_kv_heads, MemoryRotation::kStoredPositions);
+  AddToView(page, view.get());
+  return view;
+}
+
+// Relative distance of `a` from `b`, measured against how far `b` is from `base`.
+double LostEffect(const std::vector<float>& a, const std::vector<float>& b, const std::vector<float>& base) {
+  double lost = 0, effect = 0;
+  for (size_t v = 0; v < a.size(); ++v) {
+    lost += (a[v] - b[v]) * (a[v] - b[v]);
+    effect += (b[v] - base[v]) * (b[v] - base[v]);
+  }
+  return std::sqrt(lost / std::max(effect, 1e-30));
+}
+
 // How much of a dense memory's effect on the logits a sparse one keeps, per mass rule:
 // |logits(sparse) - logits(dense)| / |logits(dense) - logits(no memory)| over held-out prompts
 // (the text that follows each reference), averaged. Lower is better.
@@ -89,29 +109,67 @@ absl::Status MassRuleStudy(Model& model, const std::vector<std::string>& documen
         std::vector<int32_t> prompt = {tok.bos()};
         const int32_t begin = s_refs[i + 1].token_begin;
         prompt.insert(prompt.end(), tokens.begin() + begin, tokens.begin() + std::min<int32_t>(begin + 32, tokens.size()));
-        // Through the store format with the lossless f32 codec, as generation would see it.
-        auto as_view = [&](const ReferenceKv& kv) -> absl::StatusOr<std::shared_ptr<const MemoryView>> {
-          MEMORIA_ASSIGN_OR_RETURN(auto page, MemoryPage::Decode(EncodeMemoryBlob(kv, *f32), *f32,
-                                                                 c.n_kv_heads, c.head_dim));
-          auto view = std::make_shared<MemoryView>(c.n_layers, c.n_kv_heads, MemoryRotation::kStoredPositions);
-          AddToView(page, view.get());
-          return view;
-        };
-        MEMORIA_ASSIGN_OR_RETURN(auto dense_view, as_view(d_refs[i].memory));
-        MEMORIA_ASSIGN_OR_RETURN(auto sparse_view, as_view(s_refs[i].memory));
+        MEMORIA_ASSIGN_OR_RETURN(auto dense_view, ViewThrough(c, d_refs[i].memory, *f32));
+        MEMORIA_ASSIGN_OR_RETURN(auto sparse_view, ViewThrough(c, s_refs[i].memory, *f32));
         MEMORIA_ASSIGN_OR_RETURN(auto none, LastLogits(model, prompt, nullptr, sparse_o.reference_tokens));
         MEMORIA_ASSIGN_OR_RETURN(auto with_dense, LastLogits(model, prompt, dense_view, sparse_o.reference_tokens));
         MEMORIA_ASSIGN_OR_RETURN(auto with_sparse, LastLogits(model, prompt, sparse_view, sparse_o.reference_tokens));
-        double lost = 0, effect = 0;
-        for (int32_t v = 0; v < c.n_vocab; ++v) {
-          lost += (with_sparse[v] - with_dense[v]) * (with_sparse[v] - with_dense[v]);
-          effect += (with_dense[v] - none[v]) * (with_dense[v] - none[v]);
-        }
-        total += std::sqrt(lost / std::max(effect, 1e-30));
+        total += LostEffect(with_sparse, with_dense, none);
         ++n;
       }
     }
     std::printf("| %s | %.3f | %d |\n", rule == MassRule::kSum ? "sum" : "per query", total / std::max(n, 1), n);
+  }
+  return absl::OkStatus();
+}
+
+// What each codec costs a real memory: |logits(codec) - logits(f32)| / |logits(f32) - logits(none)|
+// on held-out prompts, sparse memories (default compiler options).
+absl::Status CodecStudy(Model& model, const std::vector<std::string>& documents) {
+  const ModelConfig& c = model.config();
+  const Tokenizer& tok = model.tokenizer();
+  MEMORIA_ASSIGN_OR_RETURN(MemoryCompiler compiler, MemoryCompiler::Create(&model, CompilerOptions()));
+  std::vector<std::vector<CompiledReference>> refs;
+  std::vector<float> training;  // PQ learns from every kept key and value
+  for (const std::string& doc : documents) {
+    MEMORIA_ASSIGN_OR_RETURN(auto r, compiler.Compile(doc));
+    for (const CompiledReference& ref : r) {
+      for (const ReferenceKv::Head& h : ref.memory.heads) {
+        training.insert(training.end(), h.keys.begin(), h.keys.end());
+        training.insert(training.end(), h.values.begin(), h.values.end());
+      }
+    }
+    refs.push_back(std::move(r));
+  }
+  std::printf("\n| codec (k=8, this model's memories) | bytes/ref | logit error vs f32 memory (mean) |\n|---|---|---|\n");
+  CodecOptions o;
+  o.dim = c.head_dim;
+  o.kind = CodecKind::kF32;
+  MEMORIA_ASSIGN_OR_RETURN(std::unique_ptr<VectorCodec> f32, VectorCodec::Create(o));
+  for (CodecKind kind : {CodecKind::kF16, CodecKind::kInt8, CodecKind::kInt4, CodecKind::kPq}) {
+    o.kind = kind;
+    MEMORIA_ASSIGN_OR_RETURN(std::unique_ptr<VectorCodec> codec, VectorCodec::Create(o));
+    if (codec->NeedsTraining()) MEMORIA_RETURN_IF_ERROR(codec->Train(training));
+    double total = 0, bytes = 0;
+    int n = 0;
+    for (size_t d = 0; d < documents.size(); ++d) {
+      const std::vector<int32_t> tokens = tok.Encode(documents[d], false, false);
+      for (size_t i = 0; i + 1 < refs[d].size(); ++i) {
+        std::vector<int32_t> prompt = {tok.bos()};
+        const int32_t begin = refs[d][i + 1].token_begin;
+        prompt.insert(prompt.end(), tokens.begin() + begin, tokens.begin() + std::min<int32_t>(begin + 32, tokens.size()));
+        const int32_t pos = compiler.options().reference_tokens;
+        MEMORIA_ASSIGN_OR_RETURN(auto exact_view, ViewThrough(c, refs[d][i].memory, *f32));
+        MEMORIA_ASSIGN_OR_RETURN(auto coded_view, ViewThrough(c, refs[d][i].memory, *codec));
+        MEMORIA_ASSIGN_OR_RETURN(auto none, LastLogits(model, prompt, nullptr, pos));
+        MEMORIA_ASSIGN_OR_RETURN(auto exact, LastLogits(model, prompt, exact_view, pos));
+        MEMORIA_ASSIGN_OR_RETURN(auto coded, LastLogits(model, prompt, coded_view, pos));
+        total += LostEffect(coded, exact, none);
+        bytes += static_cast<double>(EncodeMemoryBlob(refs[d][i].memory, *codec).size());
+        ++n;
+      }
+    }
+    std::printf("| %s | %.0f | %.4f |\n", CodecName(kind), bytes / std::max(n, 1), total / std::max(n, 1));
   }
   return absl::OkStatus();
 }
@@ -236,6 +294,7 @@ absl::Status Main(const std::vector<std::string>& args) {
   std::printf("| RAG (%lld tokens prefilled) | %.1f |\n", static_cast<long long>(rag_tokens), rag * 1e3);
   std::printf("| **RAG / memory** | **%.1fx** |\n", rag / mem);
   MEMORIA_RETURN_IF_ERROR(MassRuleStudy(*model, study_docs, static_cast<int32_t>(kept)));
+  MEMORIA_RETURN_IF_ERROR(CodecStudy(*model, study_docs));
   store.reset();
   std::filesystem::remove_all(dir);
   return absl::OkStatus();
