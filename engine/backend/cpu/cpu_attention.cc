@@ -7,6 +7,7 @@
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/quant/fp16.h"
 #include "engine/quant/gemm.h"
+#include "engine/quant/quant.h"
 
 namespace memoria {
 namespace {
@@ -91,68 +92,84 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
     }
   });
 
-  // One query row of one head: scores over [memory] + [context slots 0..last], softmax, sum.
-  auto attend_row = [&](int32_t s, int32_t h, int64_t r, float* scores, float* mass_row) {
+  // A block of query rows [r0, r1) of one sequence and one head: each row attends to
+  // [memory entries] + [its causal context] in one softmax. Scores against the cache come from
+  // the GEMM kernel one page at a time (each key is read once for the whole block, queries
+  // converted to the cache's type as the kernels expect); each value row is read once too.
+  const size_t q_row_bytes = GgmlRowBytes(kv_.type, hd);
+  const Tensor& q_rot = q;  // the loops below use q for a row index
+  auto attend_block = [&](int32_t s, int32_t h, int64_t r0, int64_t r1, float* mass_row) {
     const BatchSequence& seq = plan_->sequences[s];
     const int32_t g = h / group;
     const PreparedMemory& pm = memory[static_cast<size_t>(s) * n_kv + g];
     const int32_t n_mem = pm.count();
-    const int32_t last = seq.n_cached + static_cast<int32_t>(r - seq.first_row);
-    const float* qh = RowF32(q, r) + h * hd;
-    const float* qm = (n_mem > 0 && seq.memory->rotation() == MemoryRotation::kNone)
-                          ? RowF32(*q_pre_rope, r) + h * hd
-                          : qh;
-    float max_score = -INFINITY;
-    for (int32_t m = 0; m < n_mem; ++m) {
-      scores[m] = DotF32(qm, &pm.keys[static_cast<size_t>(m) * hd], hd) * scale;
-      max_score = std::max(max_score, scores[m]);
-    }
-    for (int32_t t = 0; t <= last; ++t) {
-      const int32_t page = seq.pages[t / kv_.page_size];
-      const uint8_t* key =
-          kc + ((static_cast<size_t>(page) * n_kv + g) * kv_.page_size + t % kv_.page_size) * head_bytes;
-      float sc = f16 ? DotF16F32(reinterpret_cast<const uint16_t*>(key), qh, hd)
-                     : DotF32(reinterpret_cast<const float*>(key), qh, hd);
-      scores[n_mem + t] = sc * scale;
-      max_score = std::max(max_score, scores[n_mem + t]);
-    }
-    double sum = 0;
-    for (int32_t i = 0; i < n_mem + last + 1; ++i) {
-      scores[i] = std::exp(scores[i] - max_score);
-      sum += scores[i];
-    }
-    const float inv = static_cast<float>(1.0 / sum);
-    float* o = const_cast<float*>(RowF32(*out, r)) + h * hd;
-    std::fill(o, o + hd, 0.0f);
-    for (int32_t m = 0; m < n_mem; ++m) {
-      const float a = scores[m] * inv;
-      if (pm.values_f16[m]) {
-        AxpyF16F32(a, static_cast<const uint16_t*>(pm.values[m]), o, hd);
-      } else {
-        AxpyF32(a, static_cast<const float*>(pm.values[m]), o, hd);
-      }
-    }
-    for (int32_t t = 0; t <= last; ++t) {
-      const float a = scores[n_mem + t] * inv;
-      const int32_t page = seq.pages[t / kv_.page_size];
-      const uint8_t* val =
-          vc + ((static_cast<size_t>(page) * n_kv + g) * kv_.page_size + t % kv_.page_size) * head_bytes;
-      if (f16) {
-        AxpyF16F32(a, reinterpret_cast<const uint16_t*>(val), o, hd);
-      } else {
-        AxpyF32(a, reinterpret_cast<const float*>(val), o, hd);
-      }
-      if (mass_row != nullptr && t >= seq.n_cached) mass_row[t - seq.n_cached] += a;
-    }
-  };
+    const bool position_free = n_mem > 0 && seq.memory->rotation() == MemoryRotation::kNone;
+    const int64_t nq = r1 - r0;
+    const int32_t first_last = seq.n_cached + static_cast<int32_t>(r0 - seq.first_row);
+    const int32_t n_ctx = first_last + static_cast<int32_t>(nq);  // slots the last row sees
+    const int64_t stride = n_mem + n_ctx;
+    thread_local std::vector<float> scores, value;
+    thread_local std::vector<uint8_t> queries;
+    scores.resize(static_cast<size_t>(nq) * stride);
+    value.resize(hd);
+    queries.resize(static_cast<size_t>(nq) * q_row_bytes);
 
-  auto scratch_for = [&](int32_t s) {
-    const BatchSequence& seq = plan_->sequences[s];
-    int32_t n_mem_max = 0;
-    for (int32_t g = 0; g < n_kv; ++g) {
-      n_mem_max = std::max(n_mem_max, memory[static_cast<size_t>(s) * n_kv + g].count());
+    for (int64_t q = 0; q < nq; ++q) {
+      const float* qh = RowF32(q_rot, r0 + q) + h * hd;
+      ConvertActivationRow(kv_.type, qh, queries.data() + q * q_row_bytes, hd);
+      const float* qm = position_free ? RowF32(*q_pre_rope, r0 + q) + h * hd : qh;
+      for (int32_t m = 0; m < n_mem; ++m) {
+        scores[q * stride + m] = DotF32(qm, &pm.keys[static_cast<size_t>(m) * hd], hd);
+      }
     }
-    return static_cast<size_t>(n_mem_max + seq.n_cached + seq.n_new);
+    for (int32_t t0 = 0; t0 < n_ctx; t0 += kv_.page_size) {
+      const int32_t page = seq.pages[t0 / kv_.page_size];
+      const uint8_t* keys = kc + (static_cast<size_t>(page) * n_kv + g) * kv_.page_size * head_bytes;
+      GemmRows(kv_.type, keys, head_bytes, hd, 0, std::min(kv_.page_size, n_ctx - t0), queries.data(),
+               q_row_bytes, nq, scores.data() + n_mem + t0, stride);
+    }
+    // softmax per row over its visible part
+    for (int64_t q = 0; q < nq; ++q) {
+      float* row = scores.data() + q * stride;
+      const int32_t n_visible = n_mem + first_last + static_cast<int32_t>(q) + 1;
+      float max_score = -INFINITY;
+      for (int32_t i = 0; i < n_visible; ++i) {
+        row[i] *= scale;
+        max_score = std::max(max_score, row[i]);
+      }
+      double sum = 0;
+      for (int32_t i = 0; i < n_visible; ++i) {
+        row[i] = std::exp(row[i] - max_score);
+        sum += row[i];
+      }
+      const float inv = static_cast<float>(1.0 / sum);
+      for (int32_t i = 0; i < n_visible; ++i) row[i] *= inv;
+      float* o = const_cast<float*>(RowF32(*out, r0 + q)) + h * hd;
+      std::fill(o, o + hd, 0.0f);
+      for (int32_t m = 0; m < n_mem; ++m) {
+        if (pm.values_f16[m]) {
+          AxpyF16F32(row[m], static_cast<const uint16_t*>(pm.values[m]), o, hd);
+        } else {
+          AxpyF32(row[m], static_cast<const float*>(pm.values[m]), o, hd);
+        }
+      }
+    }
+    // values: each context row converted once, added to every query that sees it
+    for (int32_t t = 0; t < n_ctx; ++t) {
+      const int32_t page = seq.pages[t / kv_.page_size];
+      const uint8_t* v =
+          vc + ((static_cast<size_t>(page) * n_kv + g) * kv_.page_size + t % kv_.page_size) * head_bytes;
+      const float* v32 = reinterpret_cast<const float*>(v);
+      if (f16) {
+        DequantizeRow(GgmlType::kF16, v, value.data(), hd);
+        v32 = value.data();
+      }
+      for (int64_t q = std::max<int64_t>(0, t - first_last); q < nq; ++q) {
+        const float a = scores[q * stride + n_mem + t];
+        AxpyF32(a, v32, const_cast<float*>(RowF32(*out, r0 + q)) + h * hd, hd);
+        if (mass_row != nullptr && t >= seq.n_cached) mass_row[t - seq.n_cached] += a;
+      }
+    }
   };
 
   if (mass != nullptr) {
@@ -160,16 +177,15 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
     const int64_t n_rows = plan_->n_rows();
     std::fill(mass, mass + static_cast<size_t>(n_kv) * n_rows, 0.0f);
     pool_.Run(n_kv, [&](int64_t g) {
-      std::vector<float> scores(scratch_for(0));
       for (int32_t h = static_cast<int32_t>(g) * group; h < (g + 1) * group; ++h) {
-        for (int64_t r = 0; r < n_rows; ++r) attend_row(0, h, r, scores.data(), mass + g * n_rows);
+        attend_block(0, h, 0, n_rows, mass + g * n_rows);
       }
     });
     return;
   }
 
   // Tasks: (sequence, head, block of up to kRowsPerTask query rows).
-  constexpr int32_t kRowsPerTask = 16;
+  constexpr int32_t kRowsPerTask = 32;
   struct Task {
     int32_t seq, head;
     int64_t row0, row1;
@@ -185,9 +201,7 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
   }
   pool_.Run(static_cast<int64_t>(tasks.size()), [&](int64_t i) {
     const Task& t = tasks[i];
-    thread_local std::vector<float> scores;
-    scores.resize(scratch_for(t.seq));
-    for (int64_t r = t.row0; r < t.row1; ++r) attend_row(t.seq, t.head, r, scores.data(), nullptr);
+    attend_block(t.seq, t.head, t.row0, t.row1, nullptr);
   });
 }
 
