@@ -85,6 +85,7 @@ absl::Status RunCommand(const std::vector<std::string>& args) {
               static_cast<std::streamsize>(result.prompt_logits.size() * sizeof(float)));
     if (!out) return absl::UnavailableError("cannot write " + flags.String("--dump-logits"));
   }
+  std::fflush(stdout);  // the text first, then the timing line on stderr
   std::fprintf(stderr, "prompt: %zu tokens in %.3f s; generated %zu tokens in %.3f s (%s)\n",
                ids.size(), result.prefill_seconds, result.tokens.size(), result.decode_seconds,
                model->backend().Describe().c_str());
