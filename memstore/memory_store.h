@@ -32,8 +32,9 @@ struct MemoryStoreOptions {
   bool create_if_missing = true;
   // Bytes of decoded memory pages kept in the LRU page cache.
   size_t page_cache_bytes = size_t{256} << 20;
-  // Below this many references retrieval scans exactly (flat inner product); above it an HNSW
-  // graph answers (approximate, much faster at 1M).
+  // Below this many references retrieval scans exactly (flat inner product); above it an IVF
+  // index answers (approximate, much faster at 1M; crossing it trains the IVF, which takes
+  // seconds to minutes).
   int64_t flat_index_max = 100000;
   // fsync the WAL on every document write (acknowledged writes survive power loss, not only
   // kill -9). Off only for benchmarks.
@@ -84,7 +85,7 @@ struct StoreStats {
   int64_t page_cache_hits = 0;
   int64_t page_cache_misses = 0;
   int64_t page_cache_bytes = 0;
-  std::string index_kind;    // "flat" or "hnsw"
+  std::string index_kind;    // "flat" or "ivf"
 };
 
 struct ListPage {

@@ -480,8 +480,7 @@ absl::Status RocksStore::LoadDocumentsAndIndex() {
   VectorIndex::Options index_options;
   index_options.dim = options_.retrieval_dim;
   index_options.flat_max = options_.flat_index_max;
-  index_options.hnsw_m = tuning_.hnsw_m;
-  index_options.hnsw_ef_search = tuning_.hnsw_ef_search;
+  index_options.ivf_nprobe = tuning_.ivf_nprobe;
   const std::string file = IndexPath(path_);
   uint64_t sequence = 0;
   auto loaded = VectorIndex::Load(index_options, file, &sequence);

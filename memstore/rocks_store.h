@@ -32,8 +32,8 @@ struct RocksStoreTuning {
   // Writes (Put or Delete) between saves of the FAISS index. A crash costs the next open at most
   // this many writes of catch-up; a save costs a full write of the index file.
   int64_t index_save_interval = 1000;
-  int32_t hnsw_m = 32;
-  int32_t hnsw_ef_search = 128;
+  // IVF lists scanned per Retrieve once the store exceeds flat_index_max (VectorIndex::Options).
+  int32_t ivf_nprobe = VectorIndex::Options().ivf_nprobe;
 };
 
 // How Open obtained the vector index.

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -13,9 +14,8 @@
 #include <unordered_set>
 
 #include <faiss/IndexFlat.h>
-#include <faiss/IndexHNSW.h>
 #include <faiss/IndexIDMap.h>
-#include <faiss/impl/HNSW.h>
+#include <faiss/IndexIVFFlat.h>
 #include <faiss/impl/IDSelector.h>
 #include <faiss/impl/io.h>
 #include <faiss/index_io.h>
@@ -102,9 +102,8 @@ class SlotFilter : public faiss::IDSelector {
   const std::vector<char>* allowed_;
 };
 
-// FAISS parallelizes a search over its queries with OpenMP, and HNSW allocates a visited table of
-// ntotal bytes per thread of that team. For the single query of a Search this only costs thread
-// wake-ups and allocations, so a Search runs on the calling thread alone.
+// FAISS parallelizes a search over its queries with OpenMP. For the single query of a Search
+// that only costs thread wake-ups, so a Search runs on the calling thread alone.
 class SingleThreadedOpenMp {
  public:
   SingleThreadedOpenMp() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
@@ -114,19 +113,56 @@ class SingleThreadedOpenMp {
   int saved_;
 };
 
-std::unique_ptr<faiss::IndexIDMap2> MakeIndex(const VectorIndex::Options& options, bool hnsw) {
-  faiss::Index* base;
-  if (hnsw) {
-    auto* graph = new faiss::IndexHNSWFlat(options.dim, options.hnsw_m, faiss::METRIC_INNER_PRODUCT);
-    graph->hnsw.efConstruction = options.hnsw_ef_construction;
-    graph->hnsw.efSearch = options.hnsw_ef_search;
-    base = graph;
-  } else {
-    base = new faiss::IndexFlatIP(options.dim);
-  }
+// IVF shape. A search scans all nlist centroids plus nprobe lists of N / nlist vectors, and
+// building assigns each vector against every centroid (N x nlist inner products), so nlist trades
+// build time against search time; 2 sqrt(N) lists (2000 at 1M) keep both a few ms per search
+// and a 1M build within minutes on this FAISS (generic, no AVX2, reference BLAS). k-means gets
+// 16 points per centroid (FAISS warns below 39; IVF recall barely notices, nprobe absorbs it)
+// and 8 iterations: training is the other build cost.
+constexpr double kListsPerSqrtN = 2.0;
+constexpr int64_t kTrainPointsPerList = 16;
+constexpr int kTrainIterations = 8;
+
+int64_t ListsFor(int64_t n) {
+  return std::clamp<int64_t>(std::llround(kListsPerSqrtN * std::sqrt(static_cast<double>(n))), 1,
+                             std::max<int64_t>(n, 1));
+}
+
+const faiss::IndexIVF* AsIvf(const faiss::Index* index) {
+  return dynamic_cast<const faiss::IndexIVF*>(index);
+}
+
+std::unique_ptr<faiss::IndexIDMap2> WrapInIdMap(faiss::Index* base) {
   auto index = std::make_unique<faiss::IndexIDMap2>(base);
   index->own_fields = true;
   return index;
+}
+
+// An empty index for `total` vectors: flat up to flat_max, else an IVF trained on an evenly
+// strided sample of `data` (total x dim floats).
+std::unique_ptr<faiss::IndexIDMap2> MakeIndex(const VectorIndex::Options& options, int64_t total,
+                                              const float* data) {
+  const int64_t d = options.dim;
+  if (total <= options.flat_max) return WrapInIdMap(new faiss::IndexFlatIP(d));
+  const int64_t nlist = ListsFor(total);
+  auto quantizer = std::make_unique<faiss::IndexFlatIP>(d);
+  auto ivf = std::make_unique<faiss::IndexIVFFlat>(quantizer.get(), d, nlist,
+                                                   faiss::METRIC_INNER_PRODUCT);
+  quantizer.release();
+  ivf->own_fields = true;
+  ivf->cp.niter = kTrainIterations;
+  ivf->cp.spherical = true;  // unit-norm vectors: centroids on the sphere suit inner product
+  // The sample is sized here; FAISS must neither warn about it nor subsample it again.
+  ivf->cp.min_points_per_centroid = 1;
+  ivf->cp.max_points_per_centroid = static_cast<int>(kTrainPointsPerList);
+  const int64_t n_train = std::min(total, kTrainPointsPerList * nlist);
+  std::vector<float> sample(n_train * d);
+  for (int64_t i = 0; i < n_train; ++i) {
+    const float* row = data + (i * total / n_train) * d;
+    std::copy(row, row + d, sample.begin() + i * d);
+  }
+  ivf->train(n_train, sample.data());
+  return WrapInIdMap(ivf.release());
 }
 
 absl::Status FaissError(const char* what, const std::exception& e) {
@@ -147,15 +183,25 @@ void SyncDirectory(const std::string& file) {
 VectorIndex::VectorIndex(const Options& options) : options_(options) {}
 VectorIndex::~VectorIndex() = default;
 
-bool VectorIndex::is_hnsw() const {
-  return dynamic_cast<const faiss::IndexHNSW*>(index_->index) != nullptr;
+bool VectorIndex::is_ivf() const { return AsIvf(index_->index) != nullptr; }
+
+int64_t VectorIndex::ivf_lists() const {
+  const faiss::IndexIVF* ivf = AsIvf(index_->index);
+  return ivf == nullptr ? 0 : static_cast<int64_t>(ivf->nlist);
+}
+
+bool VectorIndex::NeedsRebuild(int64_t total) const {
+  if (const faiss::IndexIVF* ivf = AsIvf(index_->index)) {
+    return ListsFor(total) > 2 * static_cast<int64_t>(ivf->nlist);  // grown 4x since training
+  }
+  return total > options_.flat_max;
 }
 
 absl::StatusOr<std::unique_ptr<VectorIndex>> VectorIndex::Create(const Options& options) {
   if (options.dim <= 0) return absl::InvalidArgumentError("vector index: dim must be positive");
   std::unique_ptr<VectorIndex> index(new VectorIndex(options));
   try {
-    index->index_ = MakeIndex(options, /*hnsw=*/false);
+    index->index_ = MakeIndex(options, /*total=*/0, nullptr);
   } catch (const std::exception& e) {
     return FaissError("create", e);
   }
@@ -206,25 +252,44 @@ absl::StatusOr<std::unique_ptr<VectorIndex>> VectorIndex::Load(const Options& op
     return absl::DataLossError(absl::StrCat(file, ": ", e.what()));
   }
   auto* map = dynamic_cast<faiss::IndexIDMap2*>(raw.get());
+  auto* ivf = map == nullptr ? nullptr : dynamic_cast<faiss::IndexIVFFlat*>(map->index);
   const bool base_ok = map != nullptr && map->index != nullptr &&
                        (dynamic_cast<const faiss::IndexFlat*>(map->index) != nullptr ||
-                        dynamic_cast<const faiss::IndexHNSWFlat*>(map->index) != nullptr);
+                        (ivf != nullptr && ivf->is_trained && ivf->quantizer != nullptr &&
+                         ivf->metric_type == faiss::METRIC_INNER_PRODUCT));
   if (!base_ok || reader.left() != 0 || raw->d != options.dim ||
       raw->metric_type != faiss::METRIC_INNER_PRODUCT ||
       static_cast<faiss_idx_t>(map->id_map.size()) != raw->ntotal) {
     return absl::DataLossError(
-        absl::StrCat(file, ": not an inner-product ID-mapped flat/HNSW index of dim ", options.dim));
+        absl::StrCat(file, ": not an inner-product ID-mapped flat/IVF index of dim ", options.dim));
   }
   std::unique_ptr<VectorIndex> index(new VectorIndex(options));
   raw.release();
   index->index_.reset(map);
   index->index_->own_fields = true;
-  if (auto* graph = dynamic_cast<faiss::IndexHNSW*>(map->index)) {
-    graph->hnsw.efSearch = options.hnsw_ef_search;
-  }
   index->slot_tags_.assign(map->ntotal, 0);
   index->live_per_tag_.assign(1, map->ntotal);
   index->live_ = map->ntotal;
+  if (ivf != nullptr) {
+    // Removal deleted vectors from the lists but kept their slots in the id map: only slots
+    // found in a list are live.
+    index->slot_tags_.assign(map->ntotal, kDead);
+    index->live_per_tag_.assign(1, 0);
+    index->live_ = 0;
+    index->dead_ = map->ntotal;
+    for (size_t list = 0; list < ivf->nlist; ++list) {
+      const size_t n = ivf->invlists->list_size(list);
+      const faiss_idx_t* slots = ivf->invlists->get_ids(list);
+      for (size_t i = 0; i < n; ++i) {
+        if (slots[i] < 0 || slots[i] >= map->ntotal || index->slot_tags_[slots[i]] != kDead) {
+          return absl::DataLossError(absl::StrCat(file, ": bad IVF slot ", slots[i]));
+        }
+        --index->dead_;
+        index->MarkLive(slots[i], 0);
+      }
+      ivf->invlists->release_ids(list, slots);
+    }
+  }
   *sequence = trailer.sequence;
   return index;
 }
@@ -275,9 +340,7 @@ absl::Status VectorIndex::Add(std::span<const uint64_t> ids, std::span<const uin
     return absl::InvalidArgumentError("vector index Add: ids, tags and vectors disagree in count");
   }
   if (n == 0) return absl::OkStatus();
-  if (!is_hnsw() && live_ + static_cast<int64_t>(n) > options_.flat_max) {
-    return Rebuild(ids, tags, vectors);
-  }
+  if (NeedsRebuild(live_ + static_cast<int64_t>(n))) return Rebuild(ids, tags, vectors);
   std::vector<faiss_idx_t> labels(ids.begin(), ids.end());
   const int64_t first = index_->ntotal;
   try {
@@ -291,27 +354,53 @@ absl::Status VectorIndex::Add(std::span<const uint64_t> ids, std::span<const uin
 }
 
 absl::Status VectorIndex::Remove(std::span<const uint64_t> ids) {
+  std::vector<faiss_idx_t> slots;
   for (uint64_t id : ids) {
     auto found = index_->rev_map.find(static_cast<faiss_idx_t>(id));
     if (found != index_->rev_map.end() && slot_tags_[found->second] != kDead) {
       MarkDead(found->second);
+      slots.push_back(found->second);
     }
   }
-  if (dead_ * 5 > index_->ntotal) return Rebuild({}, {}, {});
+  return DropDeadSlots(slots);
+}
+
+absl::Status VectorIndex::DropDeadSlots(std::span<const faiss_idx_t> slots) {
+  const bool ivf = is_ivf();
+  if (ivf && !slots.empty()) {
+    // An IVF search never meets these vectors again; flat slots are only skipped by the filter.
+    // FAISS scans every list for them (a few ms at 1M): its id -> list hashtable (DirectMap)
+    // goes wrong in 1.7.3 when ids are added through IndexIDMap2.
+    try {
+      faiss::IDSelectorBatch selector(slots.size(), slots.data());
+      index_->index->remove_ids(selector);
+    } catch (const std::exception& e) {
+      return FaissError("remove", e);
+    }
+  }
+  // Compaction: dead flat slots still cost search time; dead IVF slots only their id-map entries
+  // (and compacting an IVF retrains it).
+  if (dead_ * (ivf ? 2 : 5) > index_->ntotal) return Rebuild({}, {}, {});
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<uint64_t>> VectorIndex::Reconcile(
     const std::unordered_map<uint64_t, uint32_t>& expected) {
   std::unordered_set<uint64_t> present;
+  std::vector<faiss_idx_t> dropped;
+  const std::vector<uint32_t> was = std::move(slot_tags_);
   slot_tags_.assign(index_->ntotal, kDead);
   live_per_tag_.clear();
   live_ = 0;
   dead_ = index_->ntotal;
   for (int64_t slot = 0; slot < index_->ntotal; ++slot) {
+    if (was[slot] == kDead) continue;  // already gone (from an IVF's lists too)
     const uint64_t id = static_cast<uint64_t>(index_->id_map[slot]);
     auto want = expected.find(id);
-    if (want == expected.end() || !present.insert(id).second) continue;
+    if (want == expected.end() || !present.insert(id).second) {
+      dropped.push_back(slot);
+      continue;
+    }
     --dead_;
     MarkLive(slot, want->second);
   }
@@ -320,9 +409,10 @@ absl::StatusOr<std::vector<uint64_t>> VectorIndex::Reconcile(
     if (!present.contains(id)) missing.push_back(id);
   }
   std::sort(missing.begin(), missing.end());
-  const bool want_hnsw = live_ + static_cast<int64_t>(missing.size()) > options_.flat_max;
-  if (dead_ * 5 > index_->ntotal || (is_hnsw() && !want_hnsw)) {
+  if (is_ivf() && live_ + static_cast<int64_t>(missing.size()) <= options_.flat_max) {
     if (absl::Status status = Rebuild({}, {}, {}); !status.ok()) return status;
+  } else if (absl::Status status = DropDeadSlots(dropped); !status.ok()) {
+    return status;
   }
   return missing;
 }
@@ -336,17 +426,39 @@ absl::Status VectorIndex::Rebuild(std::span<const uint64_t> ids, std::span<const
   std::vector<uint32_t> new_tags;
   labels.reserve(total);
   new_tags.reserve(total);
+  auto keep = [&](int64_t slot, const float* vector) {
+    std::copy(vector, vector + d, data.begin() + labels.size() * d);
+    labels.push_back(index_->id_map[slot]);
+    new_tags.push_back(slot_tags_[slot]);
+  };
   try {
-    for (int64_t slot = 0; slot < index_->ntotal; ++slot) {
-      if (slot_tags_[slot] == kDead) continue;
-      index_->index->reconstruct(slot, data.data() + labels.size() * d);
-      labels.push_back(index_->id_map[slot]);
-      new_tags.push_back(slot_tags_[slot]);
+    if (const faiss::IndexIVF* ivf = AsIvf(index_->index)) {
+      // IndexIVFFlat's codes are the vectors themselves; without a direct map (see
+      // DropDeadSlots) the lists are read rather than reconstructing slot by slot.
+      const faiss::InvertedLists* lists = ivf->invlists;
+      for (size_t list = 0; list < ivf->nlist; ++list) {
+        const size_t n = lists->list_size(list);
+        const faiss_idx_t* slots = lists->get_ids(list);
+        const uint8_t* codes = lists->get_codes(list);
+        for (size_t i = 0; i < n; ++i) {
+          if (slot_tags_[slots[i]] == kDead) continue;
+          keep(slots[i], reinterpret_cast<const float*>(codes + i * lists->code_size));
+        }
+        lists->release_codes(list, codes);
+        lists->release_ids(list, slots);
+      }
+    } else {
+      std::vector<float> vector(d);
+      for (int64_t slot = 0; slot < index_->ntotal; ++slot) {
+        if (slot_tags_[slot] == kDead) continue;
+        index_->index->reconstruct(slot, vector.data());
+        keep(slot, vector.data());
+      }
     }
     std::copy(vectors.begin(), vectors.end(), data.begin() + labels.size() * d);
     labels.insert(labels.end(), ids.begin(), ids.end());
     new_tags.insert(new_tags.end(), tags.begin(), tags.end());
-    auto fresh = MakeIndex(options_, /*hnsw=*/total > options_.flat_max);
+    auto fresh = MakeIndex(options_, total, data.data());
     fresh->add_with_ids(total, data.data(), labels.data());
     index_ = std::move(fresh);
   } catch (const std::exception& e) {
@@ -366,8 +478,9 @@ absl::StatusOr<std::vector<VectorIndex::Hit>> VectorIndex::Search(
     return absl::InvalidArgumentError(
         absl::StrCat("query has ", query.size(), " floats, the index ", options_.dim));
   }
-  // How many vectors may match bounds k, so that a short answer from HNSW (a filtered graph walk
-  // can miss some) is detected and completed by an exact scan.
+  // How many vectors may match bounds k, so that a short answer from IVF (the nprobe lists
+  // nearest the query may hold fewer than k vectors of a small collection) is detected and
+  // completed by scanning every list.
   std::vector<char> allowed;
   int64_t eligible = live_;
   if (!tags.empty()) {
@@ -384,25 +497,26 @@ absl::StatusOr<std::vector<VectorIndex::Hit>> VectorIndex::Search(
   if (want <= 0) return std::vector<Hit>{};
 
   SlotFilter filter(slot_tags_, kDead, tags.empty() ? nullptr : &allowed);
-  const bool filtered = !tags.empty() || dead_ > 0;
-  faiss::SearchParameters exact_params;
-  exact_params.sel = &filter;
+  // Dead slots are gone from an IVF's lists, so an IVF needs the filter only for tags.
+  const bool filtered = !tags.empty() || (dead_ > 0 && !is_ivf());
   std::vector<float> scores(want);
   std::vector<faiss_idx_t> slots(want, -1);
   SingleThreadedOpenMp one_thread;
   try {
-    if (const auto* graph = dynamic_cast<const faiss::IndexHNSW*>(index_->index)) {
-      faiss::SearchParametersHNSW params;
-      params.efSearch = std::max<int>(options_.hnsw_ef_search, static_cast<int>(want));
+    if (const faiss::IndexIVF* ivf = AsIvf(index_->index)) {
+      faiss::SearchParametersIVF params;
+      params.nprobe = std::min<size_t>(std::max(options_.ivf_nprobe, 1), ivf->nlist);
       params.sel = filtered ? &filter : nullptr;
-      graph->search(1, query.data(), want, scores.data(), slots.data(), &params);
+      ivf->search(1, query.data(), want, scores.data(), slots.data(), &params);
       if (std::count_if(slots.begin(), slots.end(), [](faiss_idx_t s) { return s >= 0; }) < want) {
-        graph->storage->search(1, query.data(), want, scores.data(), slots.data(),
-                               filtered ? &exact_params : nullptr);
+        params.nprobe = ivf->nlist;
+        ivf->search(1, query.data(), want, scores.data(), slots.data(), &params);
       }
     } else {
+      faiss::SearchParameters params;
+      params.sel = &filter;
       index_->index->search(1, query.data(), want, scores.data(), slots.data(),
-                            filtered ? &exact_params : nullptr);
+                            filtered ? &params : nullptr);
     }
   } catch (const std::exception& e) {
     return FaissError("search", e);
