@@ -9,34 +9,11 @@
 
 #include "engine/quant/blocks.h"
 #include "engine/quant/gemm_internal.h"
+#include "engine/quant/gemm_x86.h"
 
 namespace memoria::gemm_internal {
 
 namespace {
-
-inline float LoadFp16(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, sizeof h);
-  return _cvtsh_ss(h);
-}
-
-inline float LoadF32(const uint8_t* p) {
-  float f;
-  std::memcpy(&f, p, sizeof f);
-  return f;
-}
-
-// Decode streams each weight row once from memory. The hardware prefetcher alone leaves too
-// few lines in flight when several rows are read at once with work between the loads, so
-// decode tiles also request the lines kPrefetchDistance bytes ahead in every row they read.
-constexpr int kPrefetchDistance = 1024;
-
-template <int kLines>
-inline void Prefetch(const uint8_t* p) {
-  for (int i = 0; i < kLines; ++i) {
-    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchDistance + 64 * i), _MM_HINT_T0);
-  }
-}
 
 inline __m512i Load512(const uint8_t* p) { return _mm512_loadu_si512(p); }
 inline __m256i Load256(const uint8_t* p) {
