@@ -1,6 +1,7 @@
 #include "memstore/memory_blob.h"
 
 #include <algorithm>
+#include <atomic>
 #include <array>
 #include <bit>
 #include <cstdio>
@@ -245,6 +246,11 @@ absl::StatusOr<std::shared_ptr<const MemoryPage>> MemoryPage::Decode(std::string
   return std::shared_ptr<const MemoryPage>(std::move(page));
 }
 
+MemoryPage::MemoryPage() {
+  static std::atomic<uint64_t> next_serial{1};
+  serial_ = next_serial.fetch_add(1, std::memory_order_relaxed);
+}
+
 size_t MemoryPage::bytes() const {
   size_t n = sizeof(*this) + HeapBytes(memory_.layers) + HeapBytes(memory_.heads);
   for (const ReferenceKv::Head& head : memory_.heads) {
@@ -265,7 +271,9 @@ MemoryEntries MemoryPage::Entries(int32_t layer, int32_t kv_head) const {
   entries.keys = head.keys.data();
   entries.values = head.values.data();
   entries.positions = head.positions.data();
-  entries.page_id = 0;
+  // Unique for this page's (layer, head): device-side caches key uploaded entries by it.
+  const auto head_index = static_cast<uint64_t>((it - memory_.layers.begin()) * memory_.n_kv_heads + kv_head);
+  entries.page_id = (serial_ << 20) | head_index;
   return entries;
 }
 

@@ -51,7 +51,9 @@ class MemoryPage {
   MemoryEntries Entries(int32_t layer, int32_t kv_head) const;
 
  private:
+  MemoryPage();
   ReferenceKv memory_;
+  uint64_t serial_;  // unique per decoded page in this process (never 0)
 };
 
 // Adds every layer and head of `page` to `view` and keeps the page alive with it.

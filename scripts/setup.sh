@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential cmake ninja-build ccache pkg-config
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  librocksdb-dev libfaiss-dev
+  librocksdb-dev libfaiss-dev libcpp-httplib-dev nlohmann-json3-dev
+  # The Python client example and its test (Debian's grpcio; stubs generated at run time).
+  python3-grpcio python3-protobuf
   # FAISS clusters (IVF training, list assignment) through BLAS; Debian's default reference BLAS is
   # single-threaded and ~10x slower than OpenBLAS there.
   libopenblas0-pthread)

@@ -7,6 +7,8 @@
 
 namespace memoria::testing {
 
+std::string SourceDir() { return MEMORIA_SOURCE_DIR; }
+
 std::string SharedDir() {
   namespace fs = std::filesystem;
   if (const char* env = std::getenv("MEMORIA_SHARED_DIR"); env != nullptr && *env != '\0') {

@@ -7,6 +7,8 @@
 
 namespace memoria::testing {
 
+// The repository's root.
+std::string SourceDir();
 // ../shared beside the checkout (or $MEMORIA_SHARED_DIR); empty when absent.
 std::string SharedDir();
 // Path of a vocab file in shared/vocab, e.g. "ggml-vocab-llama-spm.gguf"; empty when absent.

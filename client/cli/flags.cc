@@ -9,7 +9,8 @@ namespace memoria::cli {
 
 absl::StatusOr<Flags> Flags::Parse(const std::vector<std::string>& args,
                                    const std::set<std::string>& valued,
-                                   const std::set<std::string>& switches) {
+                                   const std::set<std::string>& switches,
+                                   std::vector<std::string>* positional) {
   Flags f;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -18,6 +19,8 @@ absl::StatusOr<Flags> Flags::Parse(const std::vector<std::string>& args,
     } else if (valued.count(a)) {
       if (i + 1 >= args.size()) return absl::InvalidArgumentError(absl::StrCat(a, " needs a value"));
       f.values_[a] = args[++i];
+    } else if (positional != nullptr && (a.empty() || a[0] != '-')) {
+      positional->push_back(a);
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag '", a, "'"));
     }

@@ -16,10 +16,12 @@ namespace memoria::cli {
 // the flag.
 class Flags {
  public:
-  // `switches` take no value; every other name takes one.
+  // `switches` take no value; every other name takes one. Arguments that are not flags go to
+  // `positional` when given, else they are errors.
   static absl::StatusOr<Flags> Parse(const std::vector<std::string>& args,
                                      const std::set<std::string>& valued,
-                                     const std::set<std::string>& switches);
+                                     const std::set<std::string>& switches,
+                                     std::vector<std::string>* positional = nullptr);
 
   bool Has(const std::string& name) const { return values_.count(name) > 0; }
   std::string String(const std::string& name, const std::string& def = "") const;

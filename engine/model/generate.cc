@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "engine/model/completion.h"
 #include "engine/util/status_macros.h"
 
 namespace memoria {
@@ -31,8 +32,9 @@ absl::StatusOr<GenerateResult> Generate(Model& model, std::span<const int32_t> p
 
   GenerateResult result;
   const int32_t n_vocab = model.config().n_vocab;
-  Sampler sampler(options.sampling, n_vocab);
-  for (int32_t t : prompt) sampler.Accept(t);
+  CompletionOptions completion_options{options.max_tokens, options.sampling, options.stop_strings,
+                                       options.stop_tokens, options.stop_at_end_of_generation};
+  Completion completion(model.tokenizer(), n_vocab, completion_options, prompt);
 
   // prefill
   auto t0 = std::chrono::steady_clock::now();
@@ -47,28 +49,16 @@ absl::StatusOr<GenerateResult> Generate(Model& model, std::span<const int32_t> p
 
   // decode
   t0 = std::chrono::steady_clock::now();
-  StreamingDecoder decoder(model.tokenizer());
-  StopStringMatcher stops(options.stop_strings);
   result.finish_reason = "length";
-  for (int32_t n = 0; n < options.max_tokens; ++n) {
-    SampledToken tok = sampler.Sample(out.Logits(0));
-    sampler.Accept(tok.id);
-    result.tokens.push_back(tok.id);
-    const bool end_token =
-        (options.stop_at_end_of_generation && model.tokenizer().IsEndOfGeneration(tok.id)) ||
-        std::find(options.stop_tokens.begin(), options.stop_tokens.end(), tok.id) !=
-            options.stop_tokens.end();
-    const bool last = end_token || n + 1 == options.max_tokens;
-    std::string delta = end_token ? std::string() : decoder.Push(tok.id);
-    if (last) delta += decoder.Flush();
-    StopStringMatcher::Result text = stops.Push(delta);
-    if (last && !text.stopped) text.text += stops.Flush();
-    if (end_token || text.stopped) result.finish_reason = "stop";
-    if (on_token && !on_token(tok, text.text)) break;
-    if (last || text.stopped) break;
-    SequenceInput in{seq, std::span<const int32_t>(&result.tokens.back(), 1), false};
+  while (options.max_tokens > 0) {
+    Completion::Step step = completion.Next(out.Logits(0));
+    if (step.stopped) result.finish_reason = "stop";
+    if (on_token && !on_token(step.token, step.text)) break;
+    if (step.finished) break;
+    SequenceInput in{seq, std::span<const int32_t>(&completion.tokens().back(), 1), false};
     MEMORIA_RETURN_IF_ERROR(model.Forward(std::span<const SequenceInput>(&in, 1), &out));
   }
+  result.tokens = completion.tokens();
   result.decode_seconds = SecondsSince(t0);
   return result;
 }

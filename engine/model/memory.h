@@ -28,7 +28,7 @@ struct MemoryEntries {
   const void* keys = nullptr;       // count x head_dim, before RoPE
   const void* values = nullptr;     // count x head_dim
   const int32_t* positions = nullptr;  // count rotary positions (kStoredPositions)
-  uint64_t page_id = 0;             // identifies the page for device-side caches; 0 = none
+  uint64_t page_id = 0;  // unique per (memory page, layer, head) for device-side caches; 0 = none
 };
 
 // Everything a sequence attends to besides its own tokens: for each memory layer and KV head, the
