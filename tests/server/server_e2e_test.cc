@@ -1,5 +1,8 @@
 // The real memoria-server, end to end over gRPC: a generated model, a temp store, ephemeral ports.
 #include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -366,6 +369,24 @@ TEST_F(ServerTest, MetricsExposeRequestsLatenciesAndTheStore) {
   }
 }
 
+TEST_F(ServerTest, DeadlineEndsTheStreamAndFreesTheSlot) {
+  ClientOptions hurried;
+  hurried.deadline = absl::Milliseconds(300);
+  auto client = Client::Connect(server_->grpc_target(), hurried);
+  ASSERT_TRUE(client.ok());
+  v1::GenerateRequest request = Prompt("A story without end", 1500);
+  request.mutable_sampling()->set_ignore_eos(true);
+  Completion c = Generate(**client, request);
+  EXPECT_EQ(c.status.code(), absl::StatusCode::kDeadlineExceeded) << c.status;
+  testing::Exposition metrics;
+  for (int i = 0; i < 100; ++i) {
+    metrics = Scrape();
+    if (metrics.samples["memoria_running_sequences"] == 0) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(metrics.samples["memoria_running_sequences"], 0);
+}
+
 TEST_F(ServerTest, OpenAiCompletionStreamsOverSseWithCitations) {
   v1::IngestDocumentRequest doc;
   doc.set_id("openai-doc");
@@ -439,6 +460,41 @@ TEST(ServerLifecycleTest, HealthIsNotServingWhileLoadingAndSigtermDrains) {
   stream.join();
   EXPECT_TRUE(running.status.ok()) << running.status;
   EXPECT_EQ(running.ids.size(), 40u);
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST(ServerLifecycleTest, ServesGrpcOverTls) {
+  REQUIRE_MODEL(model);
+  const std::string dir = TempDir("tls");
+  const std::string cert = dir + "/cert.pem", key = dir + "/key.pem";
+  const std::string openssl = absl::StrCat(
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost ",
+      "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout ", key, " -out ", cert,
+      " >/dev/null 2>&1");
+  if (std::system(openssl.c_str()) != 0) GTEST_SKIP() << "openssl cannot make a test certificate";
+  auto server = ServerProcess::Start({"--model", model, "--tls-cert", cert, "--tls-key", key});
+  ASSERT_TRUE(server.ok()) << server.status();
+  ClientOptions tls;
+  tls.tls = true;
+  tls.tls_root_certs = ReadAll(cert);
+  tls.deadline = absl::Seconds(30);
+  auto secure = Client::Connect((*server)->grpc_target(), tls);
+  ASSERT_TRUE(secure.ok());
+  Completion c = Generate(**secure, Prompt("over TLS", 3));
+  EXPECT_TRUE(c.status.ok()) << c.status;
+  EXPECT_EQ(c.ids.size(), 3u);
+  // A plaintext client cannot talk to it.
+  ClientOptions plain;
+  plain.deadline = absl::Seconds(5);
+  auto insecure = Client::Connect((*server)->grpc_target(), plain);
+  ASSERT_TRUE(insecure.ok());
+  EXPECT_FALSE(Generate(**insecure, Prompt("plain", 1)).status.ok());
 }
 
 TEST(ServerLifecycleTest, QueueOverflowIsResourceExhausted) {
