@@ -2,7 +2,12 @@
 //   ppN: N prompt tokens in one sequence, fed in max_batch_tokens chunks, from an empty cache.
 //   tgN: N tokens decoded one at a time from an empty cache (after one warm-up token).
 //   With --seqs S > 1, tgN also runs S sequences decoding together (tokens/s counts all of them).
-// Each test is repeated -r times; the median and spread are printed.
+//   With --memory-refs R > 0, every decoding sequence attends to R references of --memory-k
+//   entries per memory layer (the first half) and KV head, random f16 K/V in stable pages, with
+//   its own tokens from position 128 (MEMORY.md "parallel" positions).
+// Each test is repeated -r times; the median and spread are printed. --device cpu|cuda|auto picks
+// the backend; on CUDA the batch-1 decode bound (weight bytes / measured copy bandwidth) is
+// printed too.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -13,8 +18,12 @@
 #include "absl/status/status.h"
 #include "client/cli/flags.h"
 #include "engine/model/model.h"
+#include "engine/quant/fp16.h"
 #include "engine/quant/gemm.h"
 #include "engine/util/status_macros.h"
+#ifdef MEMORIA_HAVE_CUDA
+#include "engine/backend/cuda/cuda_backend.h"
+#endif
 
 namespace memoria {
 namespace {
@@ -53,11 +62,44 @@ absl::StatusOr<double> TimePrompt(Model& model, int32_t n_prompt) {
   return s;
 }
 
+// Where memory sequences start: after the references' span of positions [0, kMemorySpan).
+constexpr int32_t kMemorySpan = 128;
+
+// `refs` references of `k` random f16 entries per memory layer and KV head, each reference one
+// page (stable page_id), as the memory store hands them out.
+std::shared_ptr<const MemoryView> RandomMemory(const ModelConfig& c, int32_t refs, int32_t k) {
+  auto view = std::make_shared<MemoryView>(c.n_layers, c.n_kv_heads, MemoryRotation::kStoredPositions);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (int32_t r = 0; r < refs; ++r) {
+    for (int32_t l = 0; l < c.n_layers / 2; ++l) {
+      for (int32_t g = 0; g < c.n_kv_heads; ++g) {
+        auto page = std::make_shared<std::vector<uint16_t>>(2 * static_cast<size_t>(k) * c.head_dim + 2 * k);
+        for (size_t i = 0; i < 2 * static_cast<size_t>(k) * c.head_dim; ++i) (*page)[i] = Fp32ToFp16(normal(rng));
+        int32_t* positions = reinterpret_cast<int32_t*>(page->data() + 2 * static_cast<size_t>(k) * c.head_dim);
+        for (int32_t m = 0; m < k; ++m) positions[m] = static_cast<int32_t>(rng() % kMemorySpan);
+        MemoryEntries e;
+        e.count = k;
+        e.type = GgmlType::kF16;
+        e.keys = page->data();
+        e.values = page->data() + static_cast<size_t>(k) * c.head_dim;
+        e.positions = positions;
+        e.page_id = 1 + r;
+        view->Add(l, g, e);
+        view->KeepAlive(page);
+      }
+    }
+  }
+  return view;
+}
+
 // Seconds for n_seqs sequences to decode n_gen tokens each, one step per token.
-absl::StatusOr<double> TimeGeneration(Model& model, int32_t n_gen, int32_t n_seqs) {
+absl::StatusOr<double> TimeGeneration(Model& model, int32_t n_gen, int32_t n_seqs,
+                                      std::shared_ptr<const MemoryView> memory) {
   std::vector<SequenceId> seqs;
   for (int32_t s = 0; s < n_seqs; ++s) {
-    MEMORIA_ASSIGN_OR_RETURN(SequenceId id, model.CreateSequence());
+    MEMORIA_ASSIGN_OR_RETURN(SequenceId id, model.CreateSequence(memory != nullptr ? kMemorySpan : 0));
+    if (memory != nullptr) MEMORIA_RETURN_IF_ERROR(model.SetMemory(id, memory));
     seqs.push_back(id);
   }
   std::vector<int32_t> tokens(n_seqs, 1);
@@ -82,11 +124,52 @@ absl::StatusOr<double> TimeGeneration(Model& model, int32_t n_gen, int32_t n_seq
   return secs;
 }
 
+// Batch-1 decode reads every weight once per token (the embedding table only a row): that many
+// bytes over the device's copy bandwidth (bytes read + written by a large device-to-device copy)
+// bound its tokens/s.
+void PrintDecodeBound(const Model& model) {
+#ifdef MEMORIA_HAVE_CUDA
+  double weight_bytes = 0;
+  for (const GgufTensorInfo& t : model.file().tensors()) {
+    if (t.name != "token_embd.weight" || model.config().tied_embeddings) weight_bytes += static_cast<double>(t.size_bytes);
+  }
+  constexpr size_t kBytes = size_t{1} << 30;
+  void* a = nullptr;
+  void* b = nullptr;
+  if (cudaMalloc(&a, kBytes) != cudaSuccess || cudaMalloc(&b, kBytes) != cudaSuccess) {
+    cudaGetLastError();
+    cudaFree(a);
+    return;
+  }
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  std::vector<double> seconds;
+  for (int i = 0; i < 12; ++i) {
+    cudaEventRecord(start);
+    cudaMemcpy(i % 2 ? a : b, i % 2 ? b : a, kBytes, cudaMemcpyDeviceToDevice);
+    cudaEventRecord(stop);
+    cudaEventSynchronize(stop);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    if (i >= 2) seconds.push_back(ms / 1e3);
+  }
+  const double bandwidth = 2.0 * kBytes / Median(seconds);
+  std::printf("copy bandwidth: %.0f GB/s (read + write); weights read per token: %.2f GB; "
+              "batch-1 decode bound: %.1f t/s\n",
+              bandwidth / 1e9, weight_bytes / 1e9, bandwidth / weight_bytes);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cudaFree(a);
+  cudaFree(b);
+#endif
+}
+
 absl::Status Main(const std::vector<std::string>& args) {
   MEMORIA_ASSIGN_OR_RETURN(cli::Flags flags,
                            cli::Flags::Parse(args, {"--model", "-m", "-p", "-n", "-t", "-r", "--seqs", "-b",
-                                                    "--kv-type"},
-                                             {}));
+                                                    "--kv-type", "--device", "--memory-refs", "--memory-k"},
+                                             {"--dequantize", "--no-graphs"}));
   std::string path = flags.String("--model", flags.String("-m"));
   if (path.empty()) return absl::InvalidArgumentError("--model is required");
   MEMORIA_ASSIGN_OR_RETURN(int64_t n_prompt, flags.Int("-p", 512));
@@ -95,19 +178,28 @@ absl::Status Main(const std::vector<std::string>& args) {
   MEMORIA_ASSIGN_OR_RETURN(int64_t repeats, flags.Int("-r", 5));
   MEMORIA_ASSIGN_OR_RETURN(int64_t n_seqs, flags.Int("--seqs", 1));
   MEMORIA_ASSIGN_OR_RETURN(int64_t batch, flags.Int("-b", 512));
-  if (n_prompt < 0 || n_gen < 0 || repeats < 1 || n_seqs < 1 || batch < 1) {
-    return absl::InvalidArgumentError("-p, -n >= 0; -r, --seqs, -b >= 1");
+  MEMORIA_ASSIGN_OR_RETURN(int64_t memory_refs, flags.Int("--memory-refs", 0));
+  MEMORIA_ASSIGN_OR_RETURN(int64_t memory_k, flags.Int("--memory-k", 8));
+  if (n_prompt < 0 || n_gen < 0 || repeats < 1 || n_seqs < 1 || batch < 1 || memory_refs < 0 || memory_k < 1) {
+    return absl::InvalidArgumentError("-p, -n, --memory-refs >= 0; -r, --seqs, -b, --memory-k >= 1");
   }
   ModelOptions options;
+  MEMORIA_ASSIGN_OR_RETURN(options.backend.device, ParseDeviceKind(flags.String("--device", "auto")));
+  options.backend.keep_quantized = !flags.Has("--dequantize");
+  options.backend.cuda_graphs = !flags.Has("--no-graphs");
   options.backend.n_threads = static_cast<int32_t>(threads);
   options.max_batch_tokens = static_cast<int32_t>(std::max<int64_t>(batch, n_seqs));
   options.kv_cache_tokens = static_cast<int32_t>(std::max(n_prompt, (n_gen + 2) * n_seqs) + 64 * n_seqs);
   options.kv_type = flags.String("--kv-type", "f16") == "f32" ? GgmlType::kF32 : GgmlType::kF16;
+  const auto load_start = Clock::now();
   MEMORIA_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Load(options, path));
+  const double load_seconds = std::chrono::duration<double>(Clock::now() - load_start).count();
   const ModelConfig& c = model->config();
   std::printf("model: %s  arch=%s layers=%d dim=%d heads=%d/%d ff=%d vocab=%d\n", path.c_str(),
               c.arch_name.c_str(), c.n_layers, c.n_embd, c.n_heads, c.n_kv_heads, c.n_ff, c.n_vocab);
-  std::printf("backend: %s\n\n", model->backend().Describe().c_str());
+  std::printf("backend: %s  (loaded in %.1f s)\n", model->backend().Describe().c_str(), load_seconds);
+  if (options.backend.device == DeviceKind::kCuda) PrintDecodeBound(*model);
+  std::printf("\n");
   std::printf("| %-10s | %12s | %10s |\n", "test", "t/s (median)", "spread");
   std::printf("|%s|%s|%s|\n", std::string(12, '-').c_str(), std::string(14, '-').c_str(),
               std::string(12, '-').c_str());
@@ -126,14 +218,18 @@ absl::Status Main(const std::vector<std::string>& args) {
     }
     report("pp" + std::to_string(n_prompt), n_prompt, secs);
   }
+  std::shared_ptr<const MemoryView> memory;
+  if (memory_refs > 0) memory = RandomMemory(c, static_cast<int32_t>(memory_refs), static_cast<int32_t>(memory_k));
   if (n_gen > 0) {
     std::vector<double> secs;
     for (int64_t r = 0; r < repeats; ++r) {
-      MEMORIA_ASSIGN_OR_RETURN(double s, TimeGeneration(*model, static_cast<int32_t>(n_gen), static_cast<int32_t>(n_seqs)));
+      MEMORIA_ASSIGN_OR_RETURN(double s, TimeGeneration(*model, static_cast<int32_t>(n_gen),
+                                                         static_cast<int32_t>(n_seqs), memory));
       secs.push_back(s);
     }
     std::string name = "tg" + std::to_string(n_gen);
     if (n_seqs > 1) name += "x" + std::to_string(n_seqs);
+    if (memory != nullptr) name += "+mem" + std::to_string(memory_refs);
     report(name, n_gen * n_seqs, secs);
   }
   return absl::OkStatus();

@@ -25,7 +25,7 @@ constexpr char kUsage[] = R"(usage: memoria-server --model M.gguf [--store DIR] 
   --admin-token T         require 'authorization: Bearer T' on MemoryAdmin calls
                           (default: $MEMORIA_ADMIN_TOKEN)
   --tls-cert F --tls-key F  serve gRPC over TLS with this PEM certificate chain and key
-  --device cpu|cuda       compute device (default cpu)
+  --device cpu|cuda|auto  compute device (default auto: cuda when a GPU is visible)
   --threads N             CPU threads (default: all)
   --kv-cache-tokens N     KV cache slots shared by all sequences (default: 4 x context, <= 32768)
   --max-batch-tokens N    token rows per forward pass (default 512)
@@ -68,12 +68,7 @@ absl::StatusOr<ServerOptions> ParseOptions(const std::vector<std::string>& args)
   o.admin_token = flags.String("--admin-token", env_token != nullptr ? env_token : "");
   o.tls_cert = flags.String("--tls-cert");
   o.tls_key = flags.String("--tls-key");
-  const std::string device = flags.String("--device", "cpu");
-  if (device == "cuda") {
-    o.model.backend.device = DeviceKind::kCuda;
-  } else if (device != "cpu") {
-    return absl::InvalidArgumentError(absl::StrCat("--device: cpu or cuda, got '", device, "'"));
-  }
+  MEMORIA_ASSIGN_OR_RETURN(o.model.backend.device, ParseDeviceKind(flags.String("--device", "auto")));
   MEMORIA_ASSIGN_OR_RETURN(int64_t threads, flags.Int("--threads", 0));
   o.model.backend.n_threads = static_cast<int32_t>(threads);
   MEMORIA_ASSIGN_OR_RETURN(int64_t kv, flags.Int("--kv-cache-tokens", 0));

@@ -24,7 +24,8 @@ absl::Status RunCommand(const std::vector<std::string>& args) {
   MEMORIA_ASSIGN_OR_RETURN(
       Flags flags,
       Flags::Parse(args, {"--model", "--prompt", "-n", "--temp", "--seed", "--top-k", "--top-p",
-                          "--min-p", "--dump-logits", "-t", "--kv-type", "--batch"},
+                          "--min-p", "--dump-logits", "-t", "--kv-type", "--batch",
+                          "--device"},
                    {"--chat", "--print-ids"}));
   MEMORIA_ASSIGN_OR_RETURN(std::string path, flags.Required("--model"));
   MEMORIA_ASSIGN_OR_RETURN(std::string prompt, flags.Required("--prompt"));
@@ -46,6 +47,7 @@ absl::Status RunCommand(const std::vector<std::string>& args) {
   if (n_predict < 0) return absl::InvalidArgumentError("-n must be >= 0");
 
   ModelOptions options;
+  MEMORIA_ASSIGN_OR_RETURN(options.backend.device, ParseDeviceKind(flags.String("--device", "auto")));
   options.backend.n_threads = static_cast<int32_t>(threads);
   options.max_batch_tokens = static_cast<int32_t>(batch);
   const std::string kv_type = flags.String("--kv-type", "f16");

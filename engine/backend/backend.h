@@ -6,6 +6,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -79,7 +80,17 @@ struct BackendOptions {
   // of copying them into 2 MiB huge pages at load. In place saves load time and memory; the copy
   // makes decode ~1.7x faster, because streaming 4 KiB-page mappings is bound by TLB misses.
   bool weights_in_place = false;
+  // CUDA: Q8_0 / Q4_0 weights stay quantized on the device (dequantizing GEMV for small batches,
+  // dequantize-then-cuBLAS above); false converts them to f16 at upload (twice the memory).
+  bool keep_quantized = true;
+  // CUDA: decode steps replayed as CUDA graphs.
+  bool cuda_graphs = true;
+  // CUDA: device bytes for cached memory pages (retrieved references' K/V).
+  size_t device_memory_cache_bytes = size_t{512} << 20;
 };
+
+// "cpu", "cuda", or "auto" (cuda when this build has the backend and a GPU is visible).
+absl::StatusOr<DeviceKind> ParseDeviceKind(std::string_view name);
 
 // The compute device behind the model. The model's forward pass is a fixed sequence of these
 // operations on Tensors the backend owns, so a device (CPU, CUDA) is one implementation of this
