@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# Builds Memoria (installing what it needs) and runs it. Until the gRPC server lands, "serve"
-# generates a small random-weight demo model (tokenizer from ../shared/vocab) and streams a
-# completion from it with the CLI. The weights are random: the text is noise, the pipeline is real.
+# Builds Memoria (installing what it needs) and serves it: memoria-server on $HOST (127.0.0.1),
+# gRPC port $GRPC_PORT (50051), HTTP port $HTTP_PORT (8080: /metrics, OpenAI API), with a memory
+# store in $STORE (./memoria-data). The model is $MODEL, by default models/memoria-mini.gguf:
+# Memoria's own small model trained to read explicit memories (docs/training.md), tokenizer
+# included, so nothing is downloaded. Extra arguments go to memoria-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 BUILD_DIR=${BUILD_DIR:-build}
-MODEL=${MODEL:-}
-if [ -z "$MODEL" ]; then
-  VOCAB=${MEMORIA_SHARED_DIR:-../shared}/vocab/ggml-vocab-llama-bpe.gguf
-  [ -f "$VOCAB" ] || { echo "serve: no --model given and $VOCAB not found" >&2; exit 1; }
-  MODEL=$BUILD_DIR/demo-model.gguf
-  [ -f "$MODEL" ] || "$BUILD_DIR/client/memoria" make-model --vocab "$VOCAB" --arch llama \
-    --layers 4 --dim 256 --heads 8 --kv-heads 4 --ff 768 --type q8_0 -o "$MODEL"
-  echo "serve: demo model $MODEL has RANDOM weights; its text is noise"
+MODEL=${MODEL:-models/memoria-mini.gguf}
+[ -f "$MODEL" ] || { echo "serve: model $MODEL not found" >&2; exit 1; }
+if [ "$MODEL" = models/memoria-mini.gguf ]; then
+  echo "serve: models/memoria-mini.gguf is a tiny model trained only to answer questions from" \
+       "ingested documents (see the README's tour); its free text is not meaningful"
 fi
-exec "$BUILD_DIR/client/memoria" run --model "$MODEL" --prompt "${PROMPT:-Explicit memory is}" -n "${N:-32}"
+exec "$BUILD_DIR/server/memoria-server" --model "$MODEL" --store "${STORE:-memoria-data}" \
+  --host "${HOST:-127.0.0.1}" --grpc-port "${GRPC_PORT:-50051}" --http-port "${HTTP_PORT:-8080}" "$@"

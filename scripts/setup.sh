@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Memoria builds with (only those missing) and builds it into
 # ${BUILD_DIR:-build}. Idempotent and quiet when everything is already there.
+#   scripts/setup.sh [--with-test-deps]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,11 +9,15 @@ PACKAGES=(build-essential cmake ninja-build ccache pkg-config
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libfaiss-dev libcpp-httplib-dev nlohmann-json3-dev
-  # The Python client example and its test (Debian's grpcio; stubs generated at run time).
-  python3-grpcio python3-protobuf
   # FAISS clusters (IVF training, list assignment) through BLAS; Debian's default reference BLAS is
   # single-threaded and ~10x slower than OpenBLAS there.
   libopenblas0-pthread)
+
+# Only the tests need these (scripts/test.sh passes --with-test-deps): the Python client example
+# (Debian's grpcio; stubs generated at run time) and the trainer/engine agreement test (torch).
+if [ "${1:-}" = "--with-test-deps" ]; then
+  PACKAGES+=(python3-grpcio python3-protobuf python3-torch python3-numpy)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
