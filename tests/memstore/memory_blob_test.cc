@@ -3,6 +3,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -251,6 +252,10 @@ TEST(MemoryBlobTest, EntriesPointIntoThePage) {
   const ReferenceKv memory = MakeMemory(7);
   auto page = MemoryPage::Decode(EncodeMemoryBlob(memory, *codec), *codec, kKvHeads, kHeadDim);
   ASSERT_TRUE(page.ok()) << page.status();
+  // Device caches key entries by page_id: unique per (page, layer, head), across pages too.
+  auto again = MemoryPage::Decode(EncodeMemoryBlob(memory, *codec), *codec, kKvHeads, kHeadDim);
+  ASSERT_TRUE(again.ok()) << again.status();
+  std::set<uint64_t> page_ids;
   for (size_t l = 0; l < memory.layers.size(); ++l) {
     for (int32_t g = 0; g < kKvHeads; ++g) {
       const ReferenceKv::Head& want = memory.At(l, g);
@@ -258,7 +263,9 @@ TEST(MemoryBlobTest, EntriesPointIntoThePage) {
       ASSERT_EQ(e.count, static_cast<int32_t>(want.positions.size()));
       if (e.count == 0) continue;
       EXPECT_EQ(e.type, GgmlType::kF32);
-      EXPECT_EQ(e.page_id, 0u);
+      EXPECT_NE(e.page_id, 0u);
+      EXPECT_TRUE(page_ids.insert(e.page_id).second);
+      EXPECT_TRUE(page_ids.insert((*again)->Entries(memory.layers[l], g).page_id).second);
       EXPECT_EQ(e.keys, (*page)->memory().At(l, g).keys.data());
       EXPECT_EQ(std::vector<float>(static_cast<const float*>(e.keys),
                                    static_cast<const float*>(e.keys) + e.count * kHeadDim),

@@ -203,6 +203,16 @@ void Verify(const std::string& store_path, Oracle* oracle) {
   EXPECT_EQ(raw.Keys("collections"), collection_keys);
 }
 
+// Acknowledgements ("A" lines) the oracle log holds after byte `offset`.
+int64_t AcknowledgedSince(const std::string& log_path, size_t offset) {
+  std::ifstream in(log_path);
+  in.seekg(static_cast<std::streamoff>(offset));
+  int64_t n = 0;
+  std::string line;
+  while (std::getline(in, line)) n += line == "A";
+  return n;
+}
+
 TEST(StoreCrashTest, KillNineKeepsAcknowledgedWrites) {
   const std::string dir = TempDir("store_crash");
   const std::string log_path = dir + "/oracle.log";
@@ -224,7 +234,13 @@ TEST(StoreCrashTest, KillNineKeepsAcknowledgedWrites) {
               static_cast<char*>(nullptr));
       ::_exit(127);
     }
-    const int delay_ms = 50 + static_cast<int>(rng() % 451) + (round == 0 ? 100 : 0);
+    // The child's start (exec, opening RocksDB and FAISS) takes a while on a loaded machine:
+    // kill it a random time after its first acknowledged write of the round, not after its start.
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (AcknowledgedSince(log_path, offset) == 0 && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    const int delay_ms = 50 + static_cast<int>(rng() % 451);
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     ASSERT_EQ(::kill(child, SIGKILL), 0);
     int status = 0;
@@ -232,12 +248,8 @@ TEST(StoreCrashTest, KillNineKeepsAcknowledgedWrites) {
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
         << "the child ended on its own (status " << status << ") in round " << round;
 
-    const size_t before = offset;
+    acknowledged += AcknowledgedSince(log_path, offset);
     ASSERT_NO_FATAL_FAILURE(ReadRound(log_path, &offset, &oracle));
-    std::ifstream count_in(log_path);
-    count_in.seekg(static_cast<std::streamoff>(before));
-    std::string line;
-    while (std::getline(count_in, line)) acknowledged += line == "A";
     ASSERT_NO_FATAL_FAILURE(Verify(dir + "/store", &oracle)) << "round " << round;
   }
   // The kills must have interrupted real work, or the test proves nothing.

@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "tests/model/model_test_util.h"
 #include "tests/server/server_process.h"
 #include "tests/test_support.h"
 
@@ -21,13 +20,7 @@ constexpr char kToken[] = "client-test-token";
 class ClientTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    RandomModelOptions o;
-    o.n_layers = 2;
-    o.n_embd = 64;
-    o.n_ff = 128;
-    o.tied_embeddings = true;  // a 32k vocab x 64 dims: an 8 MiB file per test process
-    model_path_ = new std::string(
-        testing::SmallModel("client_llama", "ggml-vocab-llama-spm.gguf", o));
+    model_path_ = new std::string(testing::ClientTestModel());
     if (model_path_->empty()) return;
     absl::StatusOr<std::unique_ptr<testing::ServerProcess>> server =
         testing::ServerProcess::Start({"--model", *model_path_, "--store",

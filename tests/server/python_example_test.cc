@@ -11,7 +11,6 @@
 #include <string>
 
 #include "gtest/gtest.h"
-#include "tests/model/model_test_util.h"
 #include "tests/server/server_process.h"
 #include "tests/test_support.h"
 
@@ -46,13 +45,7 @@ class PythonExampleTest : public ::testing::Test {
       GTEST_SKIP() << "protoc or grpc_python_plugin not on PATH "
                    << "(apt-get install protobuf-compiler protobuf-compiler-grpc); skipping";
     }
-    RandomModelOptions o;
-    o.n_layers = 2;
-    o.n_embd = 64;
-    o.n_ff = 128;
-    o.tied_embeddings = true;  // a 32k vocab x 64 dims: an 8 MiB file per test process
-    const std::string model =
-        testing::SmallModel("python_llama", "ggml-vocab-llama-spm.gguf", o);
+    const std::string model = testing::ClientTestModel();
     if (model.empty()) GTEST_SKIP() << "../shared/vocab not found; skipping";
     dir_ = testing::TempDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
     absl::StatusOr<std::unique_ptr<testing::ServerProcess>> server =

@@ -13,6 +13,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "tests/model/model_test_util.h"
 #include "tests/test_support.h"
 
 namespace memoria::testing {
@@ -32,6 +33,15 @@ int PortAfter(const std::string& line, const std::string& key) {
 }  // namespace
 
 std::string ServerPath() { return MEMORIA_SERVER_PATH; }
+
+std::string ClientTestModel() {
+  RandomModelOptions o;
+  o.n_layers = 2;
+  o.n_embd = 64;
+  o.n_ff = 128;
+  o.tied_embeddings = true;
+  return SmallModel("client_llama", "ggml-vocab-llama-spm.gguf", o);
+}
 
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     const std::vector<std::string>& args, bool wait_ready) {

@@ -49,6 +49,10 @@ class ServerProcess {
 // Path of the memoria-server binary built with the tests.
 std::string ServerPath();
 
+// The small random model the client tests serve (llama-spm vocabulary, 2 layers, 64 dims, tied
+// embeddings: an 8 MiB file, written once per test process); "" when ../shared is absent.
+std::string ClientTestModel();
+
 }  // namespace memoria::testing
 
 #endif  // MEMORIA_TESTS_SERVER_SERVER_PROCESS_H_
