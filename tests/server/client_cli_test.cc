@@ -19,8 +19,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr char kToken[] = "cli-test-token";
-
 struct CliResult {
   int exit_code = -1;
   std::string out;
@@ -40,28 +38,11 @@ std::string ShellQuote(const std::string& s) {
   return q + "'";
 }
 
-class ClientCliTest : public ::testing::Test {
+class ClientCliTest : public testing::ClientServerTest {
  protected:
-  static void SetUpTestSuite() {
-    model_path_ = new std::string(testing::ClientTestModel());
-    if (model_path_->empty()) return;
-    absl::StatusOr<std::unique_ptr<testing::ServerProcess>> server =
-        testing::ServerProcess::Start({"--model", *model_path_, "--store",
-                                       testing::TempDir("client_cli_store"), "--admin-token",
-                                       kToken});
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = server->release();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-    delete model_path_;
-    model_path_ = nullptr;
-  }
-
   void SetUp() override {
-    if (model_path_->empty()) GTEST_SKIP() << "../shared/vocab not found; skipping";
-    ASSERT_NE(server_, nullptr);
+    ClientServerTest::SetUp();
+    if (IsSkipped()) return;
     dir_ = testing::TempDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
   }
 
@@ -91,13 +72,8 @@ class ClientCliTest : public ::testing::Test {
   }
   std::string DocsDir() const { return dir_ + "/docs"; }
 
-  static std::string* model_path_;
-  static testing::ServerProcess* server_;
   std::string dir_;
 };
-
-std::string* ClientCliTest::model_path_ = nullptr;
-testing::ServerProcess* ClientCliTest::server_ = nullptr;
 
 TEST_F(ClientCliTest, IngestDirectoryNamesDocumentsByRelativePath) {
   WriteFile("ada.txt", "Ada Lovelace wrote the first program.");

@@ -15,32 +15,8 @@ namespace {
 
 using HealthStatus = grpc::health::v1::HealthCheckResponse;
 
-constexpr char kToken[] = "client-test-token";
-
-class ClientTest : public ::testing::Test {
+class ClientTest : public testing::ClientServerTest {
  protected:
-  static void SetUpTestSuite() {
-    model_path_ = new std::string(testing::ClientTestModel());
-    if (model_path_->empty()) return;
-    absl::StatusOr<std::unique_ptr<testing::ServerProcess>> server =
-        testing::ServerProcess::Start({"--model", *model_path_, "--store",
-                                       testing::TempDir("client_store"), "--admin-token",
-                                       kToken});
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = server->release();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-    delete model_path_;
-    model_path_ = nullptr;
-  }
-
-  void SetUp() override {
-    if (model_path_->empty()) GTEST_SKIP() << "../shared/vocab not found; skipping";
-    ASSERT_NE(server_, nullptr);
-  }
-
   static std::unique_ptr<Client> Connect(ClientOptions options) {
     absl::StatusOr<std::unique_ptr<Client>> client =
         Client::Connect(server_->grpc_target(), options);
@@ -63,12 +39,7 @@ class ClientTest : public ::testing::Test {
     return d;
   }
 
-  static std::string* model_path_;
-  static testing::ServerProcess* server_;
 };
-
-std::string* ClientTest::model_path_ = nullptr;
-testing::ServerProcess* ClientTest::server_ = nullptr;
 
 TEST_F(ClientTest, HealthIsServingForTheServerAndItsServices) {
   std::unique_ptr<Client> client = Connect({});

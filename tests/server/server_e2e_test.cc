@@ -126,6 +126,17 @@ class ServerTest : public ::testing::Test {
     return testing::ParsePrometheusText(response->body);
   }
 
+  // /metrics once no sequence runs (the scheduler retires a cancelled one at its next step).
+  static testing::Exposition ScrapeOnceIdle() {
+    testing::Exposition metrics;
+    for (int i = 0; i < 100; ++i) {
+      metrics = Scrape();
+      if (metrics.samples["memoria_running_sequences"] == 0) break;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return metrics;
+  }
+
   void TearDown() override {
     if (server_ != nullptr) ASSERT_TRUE(server_->Running()) << "the server died:\n" << server_->Log();
   }
@@ -378,12 +389,7 @@ TEST_F(ServerTest, DeadlineEndsTheStreamAndFreesTheSlot) {
   request.mutable_sampling()->set_ignore_eos(true);
   Completion c = Generate(**client, request);
   EXPECT_EQ(c.status.code(), absl::StatusCode::kDeadlineExceeded) << c.status;
-  testing::Exposition metrics;
-  for (int i = 0; i < 100; ++i) {
-    metrics = Scrape();
-    if (metrics.samples["memoria_running_sequences"] == 0) break;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  testing::Exposition metrics = ScrapeOnceIdle();
   EXPECT_EQ(metrics.samples["memoria_running_sequences"], 0);
 }
 
@@ -423,12 +429,7 @@ TEST_F(ServerTest, CancelMidStreamEndsTheCall) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
   // Within a step the scheduler retires the sequence and frees its KV pages.
-  testing::Exposition metrics;
-  for (int i = 0; i < 100; ++i) {
-    metrics = Scrape();
-    if (metrics.samples["memoria_running_sequences"] == 0) break;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  testing::Exposition metrics = ScrapeOnceIdle();
   EXPECT_EQ(metrics.samples["memoria_running_sequences"], 0);
   EXPECT_GE(metrics.samples["memoria_requests_total{outcome=\"cancelled\"}"], 1);
   // The slot is free again: a new request completes.

@@ -152,4 +152,25 @@ ServerProcess::~ServerProcess() {
   if (stdout_fd_ >= 0) close(stdout_fd_);
 }
 
+ServerProcess* ClientServerTest::server_ = nullptr;
+
+void ClientServerTest::SetUpTestSuite() {
+  const std::string model = ClientTestModel();
+  if (model.empty()) return;
+  const std::string suite = ::testing::UnitTest::GetInstance()->current_test_suite()->name();
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(
+      {"--model", model, "--store", TempDir(suite + "_store"), "--admin-token", kToken});
+  ASSERT_TRUE(server.ok()) << server.status();
+  server_ = server->release();
+}
+
+void ClientServerTest::TearDownTestSuite() {
+  delete server_;
+  server_ = nullptr;
+}
+
+void ClientServerTest::SetUp() {
+  if (server_ == nullptr) GTEST_SKIP() << "../shared/vocab not found (or the server failed); skipping";
+}
+
 }  // namespace memoria::testing

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "gtest/gtest.h"
 
 namespace memoria::testing {
 
@@ -52,6 +53,18 @@ std::string ServerPath();
 // The small random model the client tests serve (llama-spm vocabulary, 2 layers, 64 dims, tied
 // embeddings: an 8 MiB file, written once per test process); "" when ../shared is absent.
 std::string ClientTestModel();
+
+// A test suite that shares one memoria-server on ClientTestModel(), with a temp store and the
+// admin token kToken; each test skips when ../shared is absent.
+class ClientServerTest : public ::testing::Test {
+ protected:
+  static constexpr char kToken[] = "client-test-token";
+  static void SetUpTestSuite();
+  static void TearDownTestSuite();
+  void SetUp() override;
+
+  static ServerProcess* server_;
+};
 
 }  // namespace memoria::testing
 
