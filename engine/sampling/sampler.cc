@@ -187,9 +187,13 @@ SampledToken Sampler::Sample(const float* logits) {
   }
 
   // log-softmax of the raw logits, for reporting.
-  const double sum = ExpAndSum(scratch_.data(), n_vocab, max_logit, 1.0f, /*store=*/false);
-  const double log_norm = max_logit + std::log(sum);
+  const bool report = params_.logprobs || params_.top_logprobs > 0;
+  const double log_norm =
+      report ? max_logit + std::log(ExpAndSum(scratch_.data(), n_vocab, max_logit, 1.0f,
+                                              /*store=*/false))
+             : 0.0;
   auto logprob = [&](int32_t id) {
+    if (!report) return 0.0f;
     const float raw = degenerate ? 0.0f : Clean(logits[id]);
     return static_cast<float>(raw - log_norm);
   };

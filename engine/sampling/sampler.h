@@ -23,6 +23,9 @@ struct SamplingParams {
   int32_t penalty_last_n = 64;      // window of recent tokens the penalties look at
   uint64_t seed = 0;                // same seed, same logits -> same tokens
   int32_t top_logprobs = 0;         // how many alternatives to report (0..20)
+  // Fill SampledToken::logprob. Off (and top_logprobs 0), Sample skips the log-softmax over the
+  // vocabulary, and greedy decoding is one scan: a server turns it off unless a client asks.
+  bool logprobs = true;
 };
 
 absl::Status ValidateSamplingParams(const SamplingParams& params);
@@ -38,7 +41,7 @@ struct SampledToken {
 //
 // Sample() works in this order:
 //   1. logprob and top are the log-softmax of the raw logits (NaN counts as -inf; if no logit is
-//      above -inf, all are treated as equal).
+//      above -inf, all are treated as equal); skipped (logprob 0) when neither is asked for.
 //   2. penalties over the last penalty_last_n accepted tokens: repetition (positive logits divided
 //      by the penalty, negative ones multiplied, once per distinct token), then frequency
 //      (count * value subtracted) and presence (value subtracted once).

@@ -74,6 +74,7 @@ absl::StatusOr<GenerationRequest> FromProto(const Model& model, const v1::Genera
   r.sampling.presence_penalty = s.presence_penalty();
   if (s.has_seed()) r.sampling.seed = s.seed();
   r.sampling.top_logprobs = s.logprobs();
+  r.sampling.logprobs = s.logprobs() > 0;  // token ids alone need no log-softmax
   if (s.max_tokens() < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("sampling.max_tokens must not be negative, got ", s.max_tokens()));

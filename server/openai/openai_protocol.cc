@@ -272,6 +272,7 @@ absl::StatusOr<OpenAiRequest> ParseObject(OpenAiEndpoint endpoint, const Json& b
   } else {
     MEMORIA_RETURN_IF_ERROR(r.Int("logprobs", 0, 20, &s.top_logprobs, &out.logprobs));
   }
+  s.logprobs = out.logprobs;
 
   MEMORIA_RETURN_IF_ERROR(r.Bool("stream", &out.stream));
   if (const Json* options = r.Find("stream_options"); options != nullptr) {

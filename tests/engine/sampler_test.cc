@@ -427,5 +427,25 @@ TEST(SamplerTest, FullVocabularyWithAllFilters) {
   for (int i = 0; i < 20; ++i) EXPECT_GE(nucleus.Sample(logits.data()).id, 0);
 }
 
+TEST(SamplerTest, WithoutLogprobsGreedyPicksTheSameTokenAndReportsNone) {
+  std::vector<float> logits = {0.5f, 2.0f, -1.0f, 1.5f};
+  SamplingParams with;
+  SamplingParams without;
+  without.logprobs = false;
+  Sampler a(with, 4), b(without, 4);
+  const SampledToken reported = a.Sample(logits.data());
+  const SampledToken silent = b.Sample(logits.data());
+  EXPECT_EQ(silent.id, reported.id);
+  EXPECT_EQ(silent.id, 1);
+  EXPECT_LT(reported.logprob, 0.0f);
+  EXPECT_EQ(silent.logprob, 0.0f);
+  // Asking for alternatives brings the log-softmax back.
+  without.top_logprobs = 2;
+  Sampler c(without, 4);
+  const SampledToken top = c.Sample(logits.data());
+  EXPECT_FLOAT_EQ(top.logprob, reported.logprob);
+  ASSERT_EQ(top.top.size(), 2u);
+}
+
 }  // namespace
 }  // namespace memoria
