@@ -2,7 +2,6 @@
 
 #include <cstring>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace memoria {
@@ -40,9 +39,7 @@ ModelFingerprint FingerprintOf(const Model& model) {
   f.n_layers = c.n_layers;
   f.n_kv_heads = c.n_kv_heads;
   f.head_dim = c.head_dim;
-  f.description = absl::StrCat(c.arch_name, " L=", c.n_layers, " D=", c.n_embd, " H=", c.n_heads,
-                               "/", c.n_kv_heads, " hd=", c.head_dim, " FF=", c.n_ff,
-                               " V=", c.n_vocab);
+  f.description = c.Describe();
   uint64_t h = 0;
   for (const GgufTensorInfo& t : model.file().tensors()) {
     h = HashBytes(reinterpret_cast<const uint8_t*>(t.name.data()), t.name.size(), h);

@@ -118,4 +118,9 @@ absl::StatusOr<ModelConfig> ModelConfig::FromGguf(const GgufFile& file) {
   return c;
 }
 
+std::string ModelConfig::Describe() const {
+  return absl::StrCat(arch_name, " L=", n_layers, " D=", n_embd, " H=", n_heads, "/", n_kv_heads,
+                      " hd=", head_dim, " FF=", n_ff, " V=", n_vocab);
+}
+
 }  // namespace memoria

@@ -39,6 +39,8 @@ struct ModelConfig {
   bool tied_embeddings = false;  // no "output.weight": logits use token_embd.weight
 
   static absl::StatusOr<ModelConfig> FromGguf(const GgufFile& file);
+  // Architecture and shapes in one line: "llama L=16 D=2048 H=32/8 hd=64 FF=8192 V=128256".
+  std::string Describe() const;
 };
 
 }  // namespace memoria

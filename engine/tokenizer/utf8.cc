@@ -134,4 +134,13 @@ std::string Sanitize(std::string_view bytes) {
   return out;
 }
 
+int64_t FirstInvalid(std::string_view text) {
+  for (size_t i = 0; i < text.size();) {
+    const int len = StrictSequence(text, i);
+    if (len <= 0) return static_cast<int64_t>(i);
+    i += len;
+  }
+  return -1;
+}
+
 }  // namespace memoria::utf8

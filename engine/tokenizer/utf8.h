@@ -34,6 +34,10 @@ std::string TakeComplete(std::string* pending);
 // `bytes` with every invalid or unfinished sequence replaced by U+FFFD.
 std::string Sanitize(std::string_view bytes);
 
+// Offset of the first byte of `text` that does not belong to a complete, valid (RFC 3629)
+// sequence, or -1 when all of it is well-formed UTF-8.
+int64_t FirstInvalid(std::string_view text);
+
 }  // namespace memoria::utf8
 
 #endif  // MEMORIA_ENGINE_TOKENIZER_UTF8_H_

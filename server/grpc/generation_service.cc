@@ -200,9 +200,7 @@ grpc::Status GenerationService::ModelInfo(grpc::ServerContext*, const v1::ModelI
   if (!state_->IsReady()) return NotReady();
   const Model& model = *state_->model;
   const ModelConfig& c = model.config();
-  response->set_description(absl::StrCat(c.arch_name, " L=", c.n_layers, " D=", c.n_embd,
-                                         " H=", c.n_heads, "/", c.n_kv_heads,
-                                         " V=", c.n_vocab));
+  response->set_description(c.Describe());
   response->set_architecture(c.arch_name);
   response->set_n_layers(c.n_layers);
   response->set_n_embd(c.n_embd);

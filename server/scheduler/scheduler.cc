@@ -60,8 +60,11 @@ Scheduler::Scheduler(Model* model, MemoryCompiler* compiler, MemoryStore* store,
       options_(options),
       metrics_(metrics),
       context_length_(model->config().context_length) {
+  sequence_pages_ = model_->total_kv_pages();
   if (has_memory()) {
     memory_span_ = compiler_->options().reference_tokens;
+    // Compile and query passes borrow a reference's worth of pages between steps.
+    sequence_pages_ -= PagesFor(memory_span_ + 1, model_->kv_page_size());
     prefetcher_ = std::make_unique<MemoryPrefetcher>(store_, model_->config(), 2,
                                                      [this] { work_cv_.notify_one(); });
   }
@@ -95,7 +98,7 @@ absl::Status Scheduler::ValidateRequest(const GenerationRequest& request) const 
   }
   MEMORIA_RETURN_IF_ERROR(ValidateSamplingParams(request.sampling));
   const bool memory = request.memory.enabled && has_memory();
-  const int32_t span = memory ? memory_span_ : 0;
+  const int32_t span = FirstPosition(request);
   const auto prompt = static_cast<int32_t>(request.prompt.size());
   if (span + prompt >= context_length_) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -132,17 +135,15 @@ absl::StatusOr<std::shared_ptr<GenerationStream>> Scheduler::Submit(GenerationRe
   auto seq = std::make_unique<Sequence>();
   seq->use_memory = request.memory.enabled && has_memory() && request.memory.references > 0;
   // Generation stops at the context's end: max_tokens shrinks to what is left.
-  const int32_t span = request.memory.enabled && has_memory() ? memory_span_ : 0;
   const auto prompt = static_cast<int32_t>(request.prompt.size());
-  request.max_tokens = std::min(request.max_tokens, context_length_ - span - prompt);
+  request.max_tokens =
+      std::min(request.max_tokens, context_length_ - FirstPosition(request) - prompt);
   const int32_t page_size = model_->kv_page_size();
   seq->reserved_pages = PagesFor(prompt + request.max_tokens, page_size);
-  // Compile and query passes borrow a reference's worth of pages between steps.
-  const int32_t spare = has_memory() ? PagesFor(memory_span_ + 1, page_size) : 0;
-  if (seq->reserved_pages + spare > model_->total_kv_pages()) {
+  if (seq->reserved_pages > sequence_pages_) {
     return absl::InvalidArgumentError(absl::StrCat(
         "prompt + max_tokens = ", prompt + request.max_tokens,
-        " tokens do not fit the KV cache (", (model_->total_kv_pages() - spare) * page_size,
+        " tokens do not fit the KV cache (", sequence_pages_ * page_size,
         " slots); lower max_tokens"));
   }
   seq->request = std::move(request);
@@ -237,8 +238,6 @@ void Scheduler::RunCompileJob() {
 void Scheduler::Admit() {
   int32_t reserved = 0;
   for (const auto& seq : running_) reserved += seq->reserved_pages;
-  const int32_t spare = has_memory() ? PagesFor(memory_span_ + 1, model_->kv_page_size()) : 0;
-  const int32_t budget = model_->total_kv_pages() - spare;
   std::vector<std::unique_ptr<Sequence>> admitted;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -254,7 +253,7 @@ void Scheduler::Admit() {
     // FIFO: the head waits for room rather than being overtaken.
     while (!waiting_.empty() &&
            static_cast<int32_t>(running_.size() + admitted.size()) < options_.max_running &&
-           reserved + waiting_.front()->reserved_pages <= budget) {
+           reserved + waiting_.front()->reserved_pages <= sequence_pages_) {
       reserved += waiting_.front()->reserved_pages;
       admitted.push_back(std::move(waiting_.front()));
       waiting_.pop_front();
@@ -271,8 +270,7 @@ void Scheduler::Admit() {
     seq->admitted = now;
     metrics_->queue_seconds->Observe(MillisBetween(seq->accepted, now) / 1000.0);
     const GenerationRequest& r = seq->request;
-    absl::StatusOr<SequenceId> id =
-        model_->CreateSequence(r.memory.enabled && has_memory() ? memory_span_ : 0);
+    absl::StatusOr<SequenceId> id = model_->CreateSequence(FirstPosition(r));
     if (!id.ok()) {
       metrics_->requests_failed->Increment();
       Finish(*seq, id.status(), FinishReason::kLength);

@@ -81,6 +81,11 @@ class Scheduler {
   void Finish(Sequence& seq, absl::Status status, FinishReason reason);
   void RunCompileJob();
   absl::Status ValidateRequest(const GenerationRequest& request) const;
+  // Rotary position of the request's first token: after the references' span when it uses
+  // memory (shared/MEMORY.md "parallel" positions).
+  int32_t FirstPosition(const GenerationRequest& request) const {
+    return request.memory.enabled && has_memory() ? memory_span_ : 0;
+  }
 
   Model* const model_;
   MemoryCompiler* const compiler_;
@@ -89,6 +94,7 @@ class Scheduler {
   ServerMetrics* const metrics_;
   int32_t context_length_ = 0;
   int32_t memory_span_ = 0;  // first rotary position of a sequence's own tokens (R with memory)
+  int32_t sequence_pages_ = 0;  // KV pages sequences may reserve (the rest serve compiles)
 
   std::unique_ptr<MemoryPrefetcher> prefetcher_;
 

@@ -88,4 +88,14 @@ TEST(UnicodeTest, WhitespaceIsUnicodeWhiteSpace) {
 }
 
 }  // namespace
+TEST(Utf8Test, FirstInvalidFindsTheFirstByteOutsideAValidSequence) {
+  EXPECT_EQ(utf8::FirstInvalid(""), -1);
+  EXPECT_EQ(utf8::FirstInvalid("caf\xc3\xa9 \xf0\x9f\x98\x80"), -1);
+  EXPECT_EQ(utf8::FirstInvalid("ab\xff"), 2);
+  EXPECT_EQ(utf8::FirstInvalid("a\xc0\xaf"), 1);          // overlong "/"
+  EXPECT_EQ(utf8::FirstInvalid("\xed\xa0\x80"), 0);      // surrogate
+  EXPECT_EQ(utf8::FirstInvalid("\xf4\x90\x80\x80"), 0);  // past U+10FFFF
+  EXPECT_EQ(utf8::FirstInvalid("ok\xe2\x82"), 2);         // unfinished at the end
+}
+
 }  // namespace memoria
