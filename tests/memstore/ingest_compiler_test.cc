@@ -23,13 +23,8 @@ constexpr char kText[] =
 class CompilerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    RandomModelOptions o;
-    o.n_layers = 4;
-    o.n_embd = 64;
-    o.n_heads = 4;
-    o.n_kv_heads = 2;
-    o.n_ff = 128;
-    const std::string path = SmallModel("compiler", "ggml-vocab-llama-spm.gguf", o);
+    const std::string path =
+        SmallModel("compiler", "ggml-vocab-llama-spm.gguf", TinyMemoryModel());
     if (path.empty()) GTEST_SKIP() << "../shared/vocab not found; skipping";
     ModelOptions mo;
     mo.kv_type = GgmlType::kF32;
@@ -205,14 +200,9 @@ TEST_F(CompilerTest, FingerprintTellsModelsApart) {
   EXPECT_EQ(a, b);
   EXPECT_EQ(a.n_layers, 4);
   EXPECT_EQ(a.head_dim, 16);
-  RandomModelOptions o;
-  o.n_layers = 4;
-  o.n_embd = 64;
-  o.n_heads = 4;
-  o.n_kv_heads = 2;
-  o.n_ff = 128;
-  o.seed = 99;  // same shapes, other weights
-  const std::string path = SmallModel("compiler_other", "ggml-vocab-llama-spm.gguf", o);
+  // Same shapes, other weights.
+  const std::string path = SmallModel("compiler_other", "ggml-vocab-llama-spm.gguf",
+                                      TinyMemoryModel("llama", 99));
   auto other = Model::Load(ModelOptions(), path);
   ASSERT_TRUE(other.ok());
   ModelFingerprint c = FingerprintOf(**other);

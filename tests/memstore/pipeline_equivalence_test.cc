@@ -18,15 +18,8 @@ namespace {
 class PipelineEquivalenceTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(PipelineEquivalenceTest, DenseFp16MemoryEqualsReferenceInContext) {
-  RandomModelOptions o;
-  o.arch = GetParam();
-  o.n_layers = 4;
-  o.n_embd = 64;
-  o.n_heads = 4;
-  o.n_kv_heads = 2;
-  o.n_ff = 128;
-  o.seed = 5;
-  const std::string path = SmallModel("pipeline_" + GetParam(), "ggml-vocab-llama-spm.gguf", o);
+  const std::string path = SmallModel("pipeline_" + GetParam(), "ggml-vocab-llama-spm.gguf",
+                                      TinyMemoryModel(GetParam(), 5));
   if (path.empty()) GTEST_SKIP() << "../shared/vocab not found; skipping";
   ModelOptions mo;
   mo.kv_type = GgmlType::kF32;

@@ -23,15 +23,8 @@ struct OwnedEntries {
 class MemoryAttentionTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    RandomModelOptions o;
-    o.arch = GetParam();
-    o.n_layers = 4;
-    o.n_embd = 64;
-    o.n_heads = 4;
-    o.n_kv_heads = 2;
-    o.n_ff = 128;
-    o.seed = 21;
-    path_ = SmallModel("memory_" + o.arch, "ggml-vocab-llama-spm.gguf", o);
+    path_ = SmallModel("memory_" + GetParam(), "ggml-vocab-llama-spm.gguf",
+                       TinyMemoryModel(GetParam(), 21));
     if (path_.empty()) GTEST_SKIP() << "../shared/vocab not found; skipping";
     ModelOptions mo;
     mo.kv_type = GgmlType::kF32;

@@ -27,6 +27,20 @@ inline std::string SmallModel(const std::string& tag, const std::string& vocab, 
   return path;
 }
 
+// The smallest shape with grouped-query attention and memory layers apart from the others:
+// 4 layers (memories go to the first two), 64 dims, 4 query / 2 KV heads.
+inline RandomModelOptions TinyMemoryModel(const std::string& arch = "llama", uint64_t seed = 1) {
+  RandomModelOptions o;
+  o.arch = arch;
+  o.n_layers = 4;
+  o.n_embd = 64;
+  o.n_heads = 4;
+  o.n_kv_heads = 2;
+  o.n_ff = 128;
+  o.seed = seed;
+  return o;
+}
+
 // Largest |a - b| relative to the largest |b|.
 inline double RelativeMaxError(const float* a, const float* b, size_t n) {
   double max_diff = 0, max_ref = 1e-12;
