@@ -1,7 +1,8 @@
 // quality-bench: does the served model answer from its explicit memories? Against a running
 // memoria-server with a fresh store: ingests an eval set (tools/train/export_eval.py), asks every
-// question with memory, without memory and with the document in the prompt (RAG), and prints one
-// markdown row per mode: exact-answer recall, how often the gold document was retrieved, mean
+// question with memory (the server's default retrieval floor), with memory from the top 5
+// whatever their scores ("top5"), without memory and with the document in the prompt (RAG), as
+// --modes lists them (default memory,none,rag), and prints one markdown row per mode: exact-answer recall, how often the gold document was retrieved, mean
 // prompt tokens and mean TTFT (memory vs RAG in the same run). bench/run_quality.sh runs it
 // over memory configurations (sparse/dense, codecs).
 //
@@ -43,14 +44,14 @@ absl::Status Main(const std::vector<std::string>& args) {
     const char* name;
     EvalMode mode;
   };
-  for (const Mode& m : {Mode{"memory", EvalMode::kMemory}, Mode{"none", EvalMode::kNoMemory},
-                        Mode{"rag", EvalMode::kRag}}) {
+  for (const Mode& m : {Mode{"memory", EvalMode::kMemory}, Mode{"top5", EvalMode::kMemoryNoFloor},
+                        Mode{"none", EvalMode::kNoMemory}, Mode{"rag", EvalMode::kRag}}) {
     if (modes.find(m.name) == std::string::npos) continue;
     MEMORIA_ASSIGN_OR_RETURN(EvalResult r, RunEval(*client, set, m.mode, collection,
                                                    static_cast<int>(max_tokens)));
     std::printf("| %s | %s | %d | %.1f%% | %s | %.1f | %.1f |\n", label.c_str(), m.name,
                 r.questions, 100.0 * r.recall(),
-                m.mode == EvalMode::kMemory
+                m.mode == EvalMode::kMemory || m.mode == EvalMode::kMemoryNoFloor
                     ? (std::to_string(100 * r.gold_cited / std::max(1, r.questions)) + "%").c_str()
                     : "-",
                 r.prompt_tokens_mean, r.ttft_ms_mean);

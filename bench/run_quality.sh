@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 MODEL=${1:-models/memoria-mini.gguf}
 EVAL=${2:-models/memoria-mini-eval.jsonl}
-# No PQ: it trains on the store's first document, and a memoria-mini reference holds 64 vectors
-# (8 kept x 2 memory layers x 2 KV heads x K and V), fewer than the 256 a PQ codebook needs.
+# No PQ: it trains on the store's first document, and a memoria-mini reference holds 128 vectors
+# (8 kept x 4 memory layers x 2 KV heads x K and V), fewer than the 256 a PQ codebook needs.
 CONFIGS=("sparse-int8:--codec int8" "sparse-f16:--codec f16" "sparse-int4:--codec int4"
          "dense-f16:--dense --codec f16" "dense-int8:--dense --codec int8"
          "dense-int4:--dense --codec int4")
@@ -27,7 +27,7 @@ for config in "${CONFIGS[@]}"; do
   [ -n "$port" ] || { cat "$store/err" >&2; kill "$pid"; exit 1; }
   if [ $first = 1 ]; then
     "$BUILD_DIR/bench/quality-bench" --server "127.0.0.1:$port" --eval "$EVAL" --label "$label" \
-      --modes memory,none,rag --header
+      --modes memory,top5,none,rag --header
   else
     "$BUILD_DIR/bench/quality-bench" --server "127.0.0.1:$port" --eval "$EVAL" --label "$label" \
       --modes memory

@@ -20,6 +20,7 @@ absl::StatusOr<MemoryCompiler> MemoryCompiler::Create(Model* model, const Compil
   if (!o.dense && o.kept_tokens <= 0) {
     return absl::InvalidArgumentError("compiler: kept_tokens must be positive");
   }
+  if (o.memory_layers.empty()) o.memory_layers = c.memory_layers;
   if (o.memory_layers.empty()) {
     for (int32_t l = 0; l < std::max(1, c.n_layers / 2); ++l) o.memory_layers.push_back(l);
   }

@@ -23,7 +23,8 @@ struct CompilerOptions {
   int32_t kept_tokens = 8;         // k: entries kept per memory layer and KV head
   bool dense = false;              // keep every token, BOS included (k is ignored)
   MassRule mass_rule = MassRule::kPerQuery;
-  // Layers whose attention reads memories; empty = the first half (0 .. n_layers/2 - 1).
+  // Layers whose attention reads memories; empty = the model's own (ModelConfig::memory_layers,
+  // from its GGUF) or, when it declares none, the first half (0 .. n_layers/2 - 1).
   std::vector<int32_t> memory_layers;
   // Residual-stream layer whose mean over the reference's tokens is the retrieval vector;
   // -1 = n_layers / 2.

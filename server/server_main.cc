@@ -34,6 +34,8 @@ constexpr char kUsage[] = R"(usage: memoria-server --model M.gguf [--store DIR] 
   --prefill-chunk N       prompt tokens per sequence per step (default 256)
   --reference-tokens N    tokens per reference (default 128)
   --kept-tokens N         memory entries kept per layer and KV head (default 8)
+  --min-score F           retrieval score floor of requests that set none (default: the model's
+                          memoria.retrieval.min_score, else 0)
   --dense                 keep every token of a reference
   --codec NAME            f32, f16, int8 (default), int4, pq — fixed when the store is created
   --page-cache-mb N       decoded memory pages kept in RAM (default 256)
@@ -49,7 +51,7 @@ absl::StatusOr<ServerOptions> ParseOptions(const std::vector<std::string>& args)
                          "--admin-token", "--tls-cert", "--tls-key", "--device", "--threads",
                          "--kv-cache-tokens", "--max-batch-tokens", "--max-queue",
                          "--max-running", "--prefill-chunk", "--reference-tokens",
-                         "--kept-tokens", "--codec", "--page-cache-mb", "--drain-seconds",
+                         "--kept-tokens", "--min-score", "--codec", "--page-cache-mb", "--drain-seconds",
                          "--load-delay-ms"},
                         {"--dense", "--help"}));
   if (flags.Has("--help")) return absl::CancelledError(kUsage);
@@ -91,6 +93,13 @@ absl::StatusOr<ServerOptions> ParseOptions(const std::vector<std::string>& args)
   o.compiler.reference_tokens = static_cast<int32_t>(ref);
   o.compiler.kept_tokens = static_cast<int32_t>(kept);
   o.compiler.dense = flags.Has("--dense");
+  if (flags.Has("--min-score")) {
+    MEMORIA_ASSIGN_OR_RETURN(double min_score, flags.Double("--min-score", 0));
+    if (!(min_score >= -1 && min_score <= 1)) {
+      return absl::InvalidArgumentError("--min-score must be in [-1, 1]");
+    }
+    o.scheduler.min_score = static_cast<float>(min_score);
+  }
   MEMORIA_ASSIGN_OR_RETURN(o.store.codec.kind, ParseCodec(flags.String("--codec", "int8")));
   MEMORIA_ASSIGN_OR_RETURN(int64_t cache_mb, flags.Int("--page-cache-mb", 256));
   if (cache_mb < 0) return absl::InvalidArgumentError("--page-cache-mb must be >= 0");

@@ -112,8 +112,10 @@ absl::StatusOr<v1::GenerateRequest> RequestFromFlags(const Flags& flags) {
     MEMORIA_ASSIGN_OR_RETURN(int64_t every, flags.Int("--retrieve-every", 64));
     memory->set_retrieve_every(static_cast<int32_t>(every));
   }
-  MEMORIA_ASSIGN_OR_RETURN(double min_score, flags.Double("--min-score", 0));
-  memory->set_min_score(static_cast<float>(min_score));
+  if (flags.Has("--min-score")) {
+    MEMORIA_ASSIGN_OR_RETURN(double min_score, flags.Double("--min-score", 0));
+    memory->set_min_score(static_cast<float>(min_score));
+  }
   return request;
 }
 

@@ -71,8 +71,10 @@ absl::StatusOr<EvalResult> RunEval(Client& client, const EvalSet& set, EvalMode 
     request.set_prompt(mode == EvalMode::kRag ? q.rag_prompt : q.prompt);
     request.mutable_sampling()->set_max_tokens(max_tokens);
     request.mutable_sampling()->set_temperature(0);
-    request.mutable_memory()->set_enabled(mode == EvalMode::kMemory);
-    if (mode == EvalMode::kMemory) request.mutable_memory()->add_collections(collection);
+    const bool memory = mode == EvalMode::kMemory || mode == EvalMode::kMemoryNoFloor;
+    request.mutable_memory()->set_enabled(memory);
+    if (memory) request.mutable_memory()->add_collections(collection);
+    if (mode == EvalMode::kMemoryNoFloor) request.mutable_memory()->set_min_score(-1);
     std::string text;
     bool first_retrieval = true;
     bool gold_cited = false;

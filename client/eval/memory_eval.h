@@ -33,6 +33,7 @@ absl::StatusOr<EvalSet> ReadEvalSet(const std::string& path);
 
 enum class EvalMode {
   kMemory,    // ask the question alone; the server retrieves memories from `collection`
+  kMemoryNoFloor,  // the same with min_score -1: the top references whatever their scores
   kNoMemory,  // ask the question alone with memory off (the chance baseline)
   kRag,       // the document's text in the prompt, memory off
 };
@@ -40,7 +41,7 @@ enum class EvalMode {
 struct EvalResult {
   int questions = 0;
   int correct = 0;          // generated text starts with the exact answer
-  int gold_cited = 0;       // kMemory: the answer's document among the first retrieval's
+  int gold_cited = 0;       // with memory: the answer's document among the first retrieval's
   double ttft_ms_mean = 0;  // as the server measured it
   double prompt_tokens_mean = 0;
   double recall() const { return questions ? static_cast<double>(correct) / questions : 0; }

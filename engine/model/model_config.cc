@@ -115,6 +115,29 @@ absl::StatusOr<ModelConfig> ModelConfig::FromGguf(const GgufFile& file) {
   c.n_vocab = static_cast<int32_t>(embd->dims[1]);
   c.tied_embeddings = file.FindTensor("output.weight") == nullptr;
   c.has_rope_freqs = file.FindTensor("rope_freqs.weight") != nullptr;
+  if (file.Has("memoria.memory_layers")) {
+    absl::StatusOr<std::vector<int32_t>> layers = file.GetInt32Array("memoria.memory_layers");
+    if (!layers.ok()) return layers.status();
+    if (layers->empty()) return absl::InvalidArgumentError("model: memoria.memory_layers is empty");
+    for (size_t i = 0; i < layers->size(); ++i) {
+      const int32_t l = (*layers)[i];
+      if (l < 0 || l >= c.n_layers || (i > 0 && l <= (*layers)[i - 1])) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "model: memoria.memory_layers must be ascending layers in [0, ", c.n_layers,
+            "), got ", l, " at index ", i));
+      }
+    }
+    c.memory_layers = *std::move(layers);
+  }
+  if (file.Has("memoria.retrieval.min_score")) {
+    absl::StatusOr<double> floor = file.GetFloat("memoria.retrieval.min_score");
+    if (!floor.ok()) return floor.status();
+    if (!(*floor >= -1.0 && *floor <= 1.0)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model: memoria.retrieval.min_score must be a cosine score in [-1, 1], got ", *floor));
+    }
+    c.retrieval_min_score = static_cast<float>(*floor);
+  }
   return c;
 }
 

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/gguf/gguf_file.h"
@@ -37,6 +38,13 @@ struct ModelConfig {
   bool has_rope_freqs = false;   // "rope_freqs.weight" present: Llama 3 per-frequency factors
   bool has_qkv_bias = false;     // qwen2
   bool tied_embeddings = false;  // no "output.weight": logits use token_embd.weight
+  // "memoria.memory_layers": the layers a model trained for explicit memory reads memories in,
+  // ascending, each in [0, n_layers). Empty when the file does not say (MEMORY.md's default, the
+  // first half, then applies).
+  std::vector<int32_t> memory_layers;
+  // "memoria.retrieval.min_score": the retrieval score floor the model was calibrated with (the
+  // server's default minimum score); 0 when the file does not say.
+  float retrieval_min_score = 0.0f;
 
   static absl::StatusOr<ModelConfig> FromGguf(const GgufFile& file);
   // Architecture and shapes in one line: "llama L=16 D=2048 H=32/8 hd=64 FF=8192 V=128256".

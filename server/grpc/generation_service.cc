@@ -99,7 +99,7 @@ absl::StatusOr<GenerationRequest> FromProto(const Model& model, const v1::Genera
   r.memory.collections.assign(m.collections().begin(), m.collections().end());
   if (m.has_references()) r.memory.references = m.references();
   if (m.has_retrieve_every()) r.memory.retrieve_every = m.retrieve_every();
-  r.memory.min_score = m.min_score();
+  if (m.has_min_score()) r.memory.min_score = m.min_score();
   return r;
 }
 
@@ -218,6 +218,7 @@ grpc::Status GenerationService::ModelInfo(grpc::ServerContext*, const v1::ModelI
     response->set_reference_tokens(o.reference_tokens);
     response->set_kept_tokens(o.dense ? 0 : o.kept_tokens);
     for (int32_t l : o.memory_layers) response->add_memory_layers(l);
+    response->set_min_score(state_->scheduler->default_min_score());
   }
   return grpc::Status::OK;
 }

@@ -193,7 +193,12 @@ absl::Status ParseMemory(const FieldReader& body, MemoryRequest* memory) {
   MEMORIA_RETURN_IF_ERROR(r.Int("references", 0, 64, &memory->references));
   MEMORIA_RETURN_IF_ERROR(
       r.Int("retrieve_every", 1, std::numeric_limits<int32_t>::max(), &memory->retrieve_every));
-  return r.Number("min_score", -1.0, 1.0, &memory->min_score);
+  if (m->contains("min_score")) {
+    float min_score = 0;
+    MEMORIA_RETURN_IF_ERROR(r.Number("min_score", -1.0, 1.0, &min_score));
+    memory->min_score = min_score;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status RejectUnsupported(const FieldReader& r, OpenAiEndpoint endpoint) {

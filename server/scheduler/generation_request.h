@@ -17,7 +17,8 @@ struct MemoryRequest {
   std::vector<std::string> collections;  // empty: all
   int32_t references = 5;                // top-M per retrieval
   int32_t retrieve_every = 64;           // generated tokens between retrievals
-  float min_score = 0.0f;
+  // Retrieval score floor; unset: the scheduler's default (SchedulerOptions::min_score).
+  std::optional<float> min_score;
 };
 
 // One generation, front-end independent (gRPC and the OpenAI endpoint both build these).

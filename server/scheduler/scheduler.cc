@@ -115,7 +115,7 @@ absl::Status Scheduler::ValidateRequest(const GenerationRequest& request) const 
       return absl::InvalidArgumentError(
           absl::StrCat("memory.retrieve_every must be at least 1, got ", m.retrieve_every));
     }
-    if (!(m.min_score >= -1.0f && m.min_score <= 1.0f)) {
+    if (!(*m.min_score >= -1.0f && *m.min_score <= 1.0f)) {
       return absl::InvalidArgumentError("memory.min_score must be in [-1, 1]");
     }
     for (const std::string& c : m.collections) {
@@ -131,6 +131,7 @@ absl::Status Scheduler::ValidateRequest(const GenerationRequest& request) const 
 }
 
 absl::StatusOr<std::shared_ptr<GenerationStream>> Scheduler::Submit(GenerationRequest request) {
+  if (!request.memory.min_score) request.memory.min_score = default_min_score();
   MEMORIA_RETURN_IF_ERROR(ValidateRequest(request));
   auto seq = std::make_unique<Sequence>();
   seq->use_memory = request.memory.enabled && has_memory() && request.memory.references > 0;

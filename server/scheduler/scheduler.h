@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,6 +32,9 @@ struct SchedulerOptions {
   int32_t step_token_budget = 512;
   // Most prompt tokens one sequence prefills per step, so a long prompt cannot starve decodes.
   int32_t prefill_chunk = 256;
+  // The retrieval floor of requests that set none; unset: the model's calibrated one
+  // (ModelConfig::retrieval_min_score, 0 when it declares none).
+  std::optional<float> min_score;
 };
 
 // Continuous batching over one Model, driven by one compute thread (vLLM/Orca style): every step
@@ -67,6 +71,10 @@ class Scheduler {
 
   int32_t context_length() const { return context_length_; }
   bool has_memory() const { return store_ != nullptr && compiler_ != nullptr; }
+  // The retrieval floor of a request that sets none.
+  float default_min_score() const {
+    return options_.min_score.value_or(model_->config().retrieval_min_score);
+  }
 
  private:
   struct Sequence;

@@ -76,7 +76,8 @@ TEST(OpenAiParseTest, CompletionFieldsMapToTheGenerationRequest) {
   EXPECT_EQ(g.memory.collections, (std::vector<std::string>{"wiki"}));
   EXPECT_EQ(g.memory.references, 8);
   EXPECT_EQ(g.memory.retrieve_every, 32);
-  EXPECT_FLOAT_EQ(g.memory.min_score, 0.2f);
+  ASSERT_TRUE(g.memory.min_score.has_value());
+  EXPECT_FLOAT_EQ(*g.memory.min_score, 0.2f);
 }
 
 TEST(OpenAiParseTest, DefaultsFollowOpenAi) {
@@ -88,6 +89,7 @@ TEST(OpenAiParseTest, DefaultsFollowOpenAi) {
   EXPECT_FALSE(r.logprobs);
   EXPECT_TRUE(r.generation.stop_strings.empty());
   EXPECT_TRUE(r.generation.memory.enabled);
+  EXPECT_FALSE(r.generation.memory.min_score.has_value());  // the scheduler's default applies
   EXPECT_EQ(ParseOk(kCompletions, R"({"prompt": "Hi", "logprobs": 0})").logprobs, true);
 }
 

@@ -1,0 +1,93 @@
+// ModelConfig's reading of the Memoria-specific keys a model trained for explicit memory carries
+// (tools/train/ writes them): memoria.memory_layers, the layers it reads memories in, and
+// memoria.retrieval.min_score, the retrieval floor it was calibrated with.
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "engine/gguf/gguf_file.h"
+#include "engine/gguf/gguf_writer.h"
+#include "engine/model/model_config.h"
+#include "tests/test_support.h"
+
+namespace memoria {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+// A 4-layer llama header and its embedding tensor; `declare` adds memoria.memory_layers.
+absl::StatusOr<ModelConfig> ConfigOf(const std::string& name,
+                                     const std::function<void(GgufWriter&)>& declare) {
+  GgufWriter w;
+  w.SetString("general.architecture", "llama");
+  w.SetUint32("llama.block_count", 4);
+  w.SetUint32("llama.embedding_length", 64);
+  w.SetUint32("llama.feed_forward_length", 128);
+  w.SetUint32("llama.attention.head_count", 4);
+  w.SetUint32("llama.context_length", 256);
+  declare(w);
+  absl::Status added = w.AddTensor("token_embd.weight", GgmlType::kF32, {64, 16},
+                                   [](uint8_t* data, size_t size) { std::fill_n(data, size, 0); });
+  if (!added.ok()) return added;
+  const std::string path = testing::TempDir("model_config") + "/" + name + ".gguf";
+  if (absl::Status st = w.WriteFile(path); !st.ok()) return st;
+  absl::StatusOr<std::unique_ptr<GgufFile>> file = GgufFile::Open(path);
+  if (!file.ok()) return file.status();
+  return ModelConfig::FromGguf(**file);
+}
+
+TEST(ModelConfigTest, MemoryLayersComeFromTheFile) {
+  absl::StatusOr<ModelConfig> none = ConfigOf("none", [](GgufWriter&) {});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_THAT(none->memory_layers, IsEmpty());
+
+  absl::StatusOr<ModelConfig> declared =
+      ConfigOf("declared", [](GgufWriter& w) { w.SetInt32Array("memoria.memory_layers", {1, 3}); });
+  ASSERT_TRUE(declared.ok()) << declared.status();
+  EXPECT_THAT(declared->memory_layers, ElementsAre(1, 3));
+}
+
+TEST(ModelConfigTest, BadMemoryLayersNameTheKey) {
+  const std::vector<std::pair<std::string, std::vector<int32_t>>> bad = {
+      {"empty", {}}, {"beyond", {0, 4}}, {"negative", {-1, 2}}, {"unsorted", {2, 1}},
+      {"repeated", {1, 1}}};
+  for (const auto& [name, layers] : bad) {
+    absl::StatusOr<ModelConfig> c =
+        ConfigOf(name, [&](GgufWriter& w) { w.SetInt32Array("memoria.memory_layers", layers); });
+    ASSERT_FALSE(c.ok()) << name;
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << name;
+    EXPECT_THAT(std::string(c.status().message()), HasSubstr("memoria.memory_layers")) << name;
+  }
+  absl::StatusOr<ModelConfig> text =
+      ConfigOf("text", [](GgufWriter& w) { w.SetString("memoria.memory_layers", "0,1"); });
+  ASSERT_FALSE(text.ok());
+  EXPECT_THAT(std::string(text.status().message()), HasSubstr("memoria.memory_layers"));
+}
+
+TEST(ModelConfigTest, RetrievalFloorComesFromTheFile) {
+  absl::StatusOr<ModelConfig> none = ConfigOf("no_floor", [](GgufWriter&) {});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->retrieval_min_score, 0.0f);
+
+  absl::StatusOr<ModelConfig> floor =
+      ConfigOf("floor", [](GgufWriter& w) { w.SetFloat32("memoria.retrieval.min_score", 0.65f); });
+  ASSERT_TRUE(floor.ok()) << floor.status();
+  EXPECT_FLOAT_EQ(floor->retrieval_min_score, 0.65f);
+
+  for (float bad : {1.5f, -2.0f, std::nanf("")}) {
+    absl::StatusOr<ModelConfig> c =
+        ConfigOf("bad_floor", [&](GgufWriter& w) { w.SetFloat32("memoria.retrieval.min_score", bad); });
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_THAT(std::string(c.status().message()), HasSubstr("memoria.retrieval.min_score")) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace memoria
