@@ -34,8 +34,9 @@ constexpr char kUsage[] = R"(usage: memoria-server --model M.gguf [--store DIR] 
   --prefill-chunk N       prompt tokens per sequence per step (default 256)
   --reference-tokens N    tokens per reference (default 128)
   --kept-tokens N         memory entries kept per layer and KV head (default 8)
-  --min-score F           retrieval score floor of requests that set none (default: the model's
-                          memoria.retrieval.min_score, else 0)
+  --min-score F           retrieval score floor of requests that set none (default 0)
+  --score-gap F           requests that set none keep references scoring within F of the best
+                          (default: the model's memoria.retrieval.score_gap, else 2 = all)
   --dense                 keep every token of a reference
   --codec NAME            f32, f16, int8 (default), int4, pq — fixed when the store is created
   --page-cache-mb N       decoded memory pages kept in RAM (default 256)
@@ -51,7 +52,7 @@ absl::StatusOr<ServerOptions> ParseOptions(const std::vector<std::string>& args)
                          "--admin-token", "--tls-cert", "--tls-key", "--device", "--threads",
                          "--kv-cache-tokens", "--max-batch-tokens", "--max-queue",
                          "--max-running", "--prefill-chunk", "--reference-tokens",
-                         "--kept-tokens", "--min-score", "--codec", "--page-cache-mb", "--drain-seconds",
+                         "--kept-tokens", "--min-score", "--score-gap", "--codec", "--page-cache-mb", "--drain-seconds",
                          "--load-delay-ms"},
                         {"--dense", "--help"}));
   if (flags.Has("--help")) return absl::CancelledError(kUsage);
@@ -99,6 +100,11 @@ absl::StatusOr<ServerOptions> ParseOptions(const std::vector<std::string>& args)
       return absl::InvalidArgumentError("--min-score must be in [-1, 1]");
     }
     o.scheduler.min_score = static_cast<float>(min_score);
+  }
+  if (flags.Has("--score-gap")) {
+    MEMORIA_ASSIGN_OR_RETURN(double gap, flags.Double("--score-gap", 2));
+    if (!(gap >= 0 && gap <= 2)) return absl::InvalidArgumentError("--score-gap must be in [0, 2]");
+    o.scheduler.score_gap = static_cast<float>(gap);
   }
   MEMORIA_ASSIGN_OR_RETURN(o.store.codec.kind, ParseCodec(flags.String("--codec", "int8")));
   MEMORIA_ASSIGN_OR_RETURN(int64_t cache_mb, flags.Int("--page-cache-mb", 256));

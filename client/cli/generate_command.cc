@@ -116,6 +116,10 @@ absl::StatusOr<v1::GenerateRequest> RequestFromFlags(const Flags& flags) {
     MEMORIA_ASSIGN_OR_RETURN(double min_score, flags.Double("--min-score", 0));
     memory->set_min_score(static_cast<float>(min_score));
   }
+  if (flags.Has("--score-gap")) {
+    MEMORIA_ASSIGN_OR_RETURN(double gap, flags.Double("--score-gap", 2));
+    memory->set_score_gap(static_cast<float>(gap));
+  }
   return request;
 }
 
@@ -135,7 +139,7 @@ absl::Status GenerateCommand(const std::vector<std::string>& args) {
       ParseServerFlags(args,
                        {"--prompt", "--system", "-n", "--temp", "--top-k", "--top-p", "--min-p",
                         "--repeat-penalty", "--seed", "--stop", "--collection", "--references",
-                        "--retrieve-every", "--min-score"},
+                        "--retrieve-every", "--min-score", "--score-gap"},
                        {"--chat", "--ignore-eos", "--no-memory", "--json"}));
   MEMORIA_ASSIGN_OR_RETURN(v1::GenerateRequest request, RequestFromFlags(flags));
   MEMORIA_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, ConnectFromFlags(flags));

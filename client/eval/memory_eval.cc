@@ -74,7 +74,10 @@ absl::StatusOr<EvalResult> RunEval(Client& client, const EvalSet& set, EvalMode 
     const bool memory = mode == EvalMode::kMemory || mode == EvalMode::kMemoryNoFloor;
     request.mutable_memory()->set_enabled(memory);
     if (memory) request.mutable_memory()->add_collections(collection);
-    if (mode == EvalMode::kMemoryNoFloor) request.mutable_memory()->set_min_score(-1);
+    if (mode == EvalMode::kMemoryNoFloor) {
+      request.mutable_memory()->set_min_score(-1);
+      request.mutable_memory()->set_score_gap(2);
+    }
     std::string text;
     bool first_retrieval = true;
     bool gold_cited = false;

@@ -33,7 +33,7 @@ absl::StatusOr<EvalSet> ReadEvalSet(const std::string& path);
 
 enum class EvalMode {
   kMemory,    // ask the question alone; the server retrieves memories from `collection`
-  kMemoryNoFloor,  // the same with min_score -1: the top references whatever their scores
+  kMemoryNoFloor,  // the same with no floor and no score gap: the top 5 whatever their scores
   kNoMemory,  // ask the question alone with memory off (the chance baseline)
   kRag,       // the document's text in the prompt, memory off
 };

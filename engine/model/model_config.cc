@@ -129,14 +129,14 @@ absl::StatusOr<ModelConfig> ModelConfig::FromGguf(const GgufFile& file) {
     }
     c.memory_layers = *std::move(layers);
   }
-  if (file.Has("memoria.retrieval.min_score")) {
-    absl::StatusOr<double> floor = file.GetFloat("memoria.retrieval.min_score");
-    if (!floor.ok()) return floor.status();
-    if (!(*floor >= -1.0 && *floor <= 1.0)) {
+  if (file.Has("memoria.retrieval.score_gap")) {
+    absl::StatusOr<double> gap = file.GetFloat("memoria.retrieval.score_gap");
+    if (!gap.ok()) return gap.status();
+    if (!(*gap >= 0.0 && *gap <= 2.0)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "model: memoria.retrieval.min_score must be a cosine score in [-1, 1], got ", *floor));
+          "model: memoria.retrieval.score_gap must be a cosine difference in [0, 2], got ", *gap));
     }
-    c.retrieval_min_score = static_cast<float>(*floor);
+    c.retrieval_score_gap = static_cast<float>(*gap);
   }
   return c;
 }

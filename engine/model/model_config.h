@@ -2,6 +2,7 @@
 #define MEMORIA_ENGINE_MODEL_MODEL_CONFIG_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,9 +43,10 @@ struct ModelConfig {
   // ascending, each in [0, n_layers). Empty when the file does not say (MEMORY.md's default, the
   // first half, then applies).
   std::vector<int32_t> memory_layers;
-  // "memoria.retrieval.min_score": the retrieval score floor the model was calibrated with (the
-  // server's default minimum score); 0 when the file does not say.
-  float retrieval_min_score = 0.0f;
+  // "memoria.retrieval.score_gap": retrieval keeps only references scoring within this of the
+  // best one (the server's default); the model was calibrated with it. Unset when the file does
+  // not say.
+  std::optional<float> retrieval_score_gap;
 
   static absl::StatusOr<ModelConfig> FromGguf(const GgufFile& file);
   // Architecture and shapes in one line: "llama L=16 D=2048 H=32/8 hd=64 FF=8192 V=128256".

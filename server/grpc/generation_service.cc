@@ -100,6 +100,7 @@ absl::StatusOr<GenerationRequest> FromProto(const Model& model, const v1::Genera
   if (m.has_references()) r.memory.references = m.references();
   if (m.has_retrieve_every()) r.memory.retrieve_every = m.retrieve_every();
   if (m.has_min_score()) r.memory.min_score = m.min_score();
+  if (m.has_score_gap()) r.memory.score_gap = m.score_gap();
   return r;
 }
 
@@ -219,6 +220,7 @@ grpc::Status GenerationService::ModelInfo(grpc::ServerContext*, const v1::ModelI
     response->set_kept_tokens(o.dense ? 0 : o.kept_tokens);
     for (int32_t l : o.memory_layers) response->add_memory_layers(l);
     response->set_min_score(state_->scheduler->default_min_score());
+    response->set_score_gap(state_->scheduler->default_score_gap());
   }
   return grpc::Status::OK;
 }

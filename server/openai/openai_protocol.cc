@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -60,6 +61,13 @@ class FieldReader {
   }
 
   absl::Status Number(const char* name, double min, double max, float* out) const {
+    std::optional<float> value;
+    MEMORIA_RETURN_IF_ERROR(Number(name, min, max, &value));
+    if (value) *out = *value;
+    return absl::OkStatus();
+  }
+  // The same for a field whose absence means "the server's default".
+  absl::Status Number(const char* name, double min, double max, std::optional<float>* out) const {
     const Json* v = Find(name);
     if (v == nullptr) return absl::OkStatus();
     if (!v->is_number()) return FieldError(Name(name), "must be a number");
@@ -193,12 +201,8 @@ absl::Status ParseMemory(const FieldReader& body, MemoryRequest* memory) {
   MEMORIA_RETURN_IF_ERROR(r.Int("references", 0, 64, &memory->references));
   MEMORIA_RETURN_IF_ERROR(
       r.Int("retrieve_every", 1, std::numeric_limits<int32_t>::max(), &memory->retrieve_every));
-  if (m->contains("min_score")) {
-    float min_score = 0;
-    MEMORIA_RETURN_IF_ERROR(r.Number("min_score", -1.0, 1.0, &min_score));
-    memory->min_score = min_score;
-  }
-  return absl::OkStatus();
+  MEMORIA_RETURN_IF_ERROR(r.Number("min_score", -1.0, 1.0, &memory->min_score));
+  return r.Number("score_gap", 0.0, 2.0, &memory->score_gap);
 }
 
 absl::Status RejectUnsupported(const FieldReader& r, OpenAiEndpoint endpoint) {

@@ -46,7 +46,7 @@ struct OpenAiRequest {
 // malformed JSON, a wrong type, n != 1, more than one prompt, out-of-range values. Unknown fields
 // are ignored (clients send many); fields that would change the output in unsupported ways
 // (echo, suffix, best_of > 1, logit_bias, tools) are rejected rather than ignored. Memoria's
-// extras: `memory` {enabled, collections, references, retrieve_every, min_score}, top_k, min_p,
+// extras: `memory` {enabled, collections, references, retrieve_every, min_score, score_gap}, top_k, min_p,
 // repetition_penalty, ignore_eos, stop_token_ids.
 absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, std::string_view body);
 

@@ -11,14 +11,19 @@
 
 namespace memoria {
 
+// A retrieval score gap that keeps every reference (cosine scores differ by at most 2).
+inline constexpr float kNoScoreGap = 2.0f;
+
 // What a request asks of explicit memory (shared/MEMORY.md, "Using memories").
 struct MemoryRequest {
   bool enabled = true;                   // ignored when the server has no store
   std::vector<std::string> collections;  // empty: all
   int32_t references = 5;                // top-M per retrieval
   int32_t retrieve_every = 64;           // generated tokens between retrievals
-  // Retrieval score floor; unset: the scheduler's default (SchedulerOptions::min_score).
+  // Retrieval score floor, and how far below the best reference's score a reference may be;
+  // unset: the scheduler's defaults (SchedulerOptions).
   std::optional<float> min_score;
+  std::optional<float> score_gap;
 };
 
 // One generation, front-end independent (gRPC and the OpenAI endpoint both build these).

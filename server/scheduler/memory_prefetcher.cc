@@ -61,6 +61,10 @@ void MemoryPrefetcher::Run(Job& job) {
     out.status = hits.status();
     return;
   }
+  if (!hits->empty()) {  // best first: drop those too far below the best (look-alikes)
+    const float lowest = hits->front().score - job.request.score_gap.value_or(kNoScoreGap);
+    while (hits->back().score < lowest) hits->pop_back();
+  }
   if (!hits->empty()) {
     std::vector<uint64_t> ids;
     for (const RetrievedReference& h : *hits) ids.push_back(h.reference_id);

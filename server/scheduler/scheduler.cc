@@ -118,6 +118,9 @@ absl::Status Scheduler::ValidateRequest(const GenerationRequest& request) const 
     if (!(*m.min_score >= -1.0f && *m.min_score <= 1.0f)) {
       return absl::InvalidArgumentError("memory.min_score must be in [-1, 1]");
     }
+    if (!(*m.score_gap >= 0.0f && *m.score_gap <= kNoScoreGap)) {
+      return absl::InvalidArgumentError("memory.score_gap must be in [0, 2]");
+    }
     for (const std::string& c : m.collections) {
       if (c.empty()) return absl::InvalidArgumentError("memory.collections has an empty name");
       absl::StatusOr<ListPage> page = store_->List(c, "", 1);
@@ -132,6 +135,7 @@ absl::Status Scheduler::ValidateRequest(const GenerationRequest& request) const 
 
 absl::StatusOr<std::shared_ptr<GenerationStream>> Scheduler::Submit(GenerationRequest request) {
   if (!request.memory.min_score) request.memory.min_score = default_min_score();
+  if (!request.memory.score_gap) request.memory.score_gap = default_score_gap();
   MEMORIA_RETURN_IF_ERROR(ValidateRequest(request));
   auto seq = std::make_unique<Sequence>();
   seq->use_memory = request.memory.enabled && has_memory() && request.memory.references > 0;

@@ -32,9 +32,11 @@ struct SchedulerOptions {
   int32_t step_token_budget = 512;
   // Most prompt tokens one sequence prefills per step, so a long prompt cannot starve decodes.
   int32_t prefill_chunk = 256;
-  // The retrieval floor of requests that set none; unset: the model's calibrated one
-  // (ModelConfig::retrieval_min_score, 0 when it declares none).
+  // The retrieval floor of requests that set none; unset: 0.
   std::optional<float> min_score;
+  // The retrieval score gap of requests that set none; unset: the model's calibrated one
+  // (ModelConfig::retrieval_score_gap), else kNoScoreGap.
+  std::optional<float> score_gap;
 };
 
 // Continuous batching over one Model, driven by one compute thread (vLLM/Orca style): every step
@@ -71,9 +73,10 @@ class Scheduler {
 
   int32_t context_length() const { return context_length_; }
   bool has_memory() const { return store_ != nullptr && compiler_ != nullptr; }
-  // The retrieval floor of a request that sets none.
-  float default_min_score() const {
-    return options_.min_score.value_or(model_->config().retrieval_min_score);
+  // The retrieval floor and score gap of a request that sets none.
+  float default_min_score() const { return options_.min_score.value_or(0.0f); }
+  float default_score_gap() const {
+    return options_.score_gap.value_or(model_->config().retrieval_score_gap.value_or(kNoScoreGap));
   }
 
  private:

@@ -1,6 +1,6 @@
 // ModelConfig's reading of the Memoria-specific keys a model trained for explicit memory carries
 // (tools/train/ writes them): memoria.memory_layers, the layers it reads memories in, and
-// memoria.retrieval.min_score, the retrieval floor it was calibrated with.
+// memoria.retrieval.score_gap, the retrieval score gap it was calibrated with.
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -71,21 +71,22 @@ TEST(ModelConfigTest, BadMemoryLayersNameTheKey) {
   EXPECT_THAT(std::string(text.status().message()), HasSubstr("memoria.memory_layers"));
 }
 
-TEST(ModelConfigTest, RetrievalFloorComesFromTheFile) {
-  absl::StatusOr<ModelConfig> none = ConfigOf("no_floor", [](GgufWriter&) {});
+TEST(ModelConfigTest, RetrievalScoreGapComesFromTheFile) {
+  absl::StatusOr<ModelConfig> none = ConfigOf("no_gap", [](GgufWriter&) {});
   ASSERT_TRUE(none.ok()) << none.status();
-  EXPECT_EQ(none->retrieval_min_score, 0.0f);
+  EXPECT_FALSE(none->retrieval_score_gap.has_value());
 
-  absl::StatusOr<ModelConfig> floor =
-      ConfigOf("floor", [](GgufWriter& w) { w.SetFloat32("memoria.retrieval.min_score", 0.65f); });
-  ASSERT_TRUE(floor.ok()) << floor.status();
-  EXPECT_FLOAT_EQ(floor->retrieval_min_score, 0.65f);
+  absl::StatusOr<ModelConfig> gap =
+      ConfigOf("gap", [](GgufWriter& w) { w.SetFloat32("memoria.retrieval.score_gap", 0.05f); });
+  ASSERT_TRUE(gap.ok()) << gap.status();
+  ASSERT_TRUE(gap->retrieval_score_gap.has_value());
+  EXPECT_FLOAT_EQ(*gap->retrieval_score_gap, 0.05f);
 
-  for (float bad : {1.5f, -2.0f, std::nanf("")}) {
+  for (float bad : {2.5f, -0.1f, std::nanf("")}) {
     absl::StatusOr<ModelConfig> c =
-        ConfigOf("bad_floor", [&](GgufWriter& w) { w.SetFloat32("memoria.retrieval.min_score", bad); });
+        ConfigOf("bad_gap", [&](GgufWriter& w) { w.SetFloat32("memoria.retrieval.score_gap", bad); });
     ASSERT_FALSE(c.ok()) << bad;
-    EXPECT_THAT(std::string(c.status().message()), HasSubstr("memoria.retrieval.min_score")) << bad;
+    EXPECT_THAT(std::string(c.status().message()), HasSubstr("memoria.retrieval.score_gap")) << bad;
   }
 }
 

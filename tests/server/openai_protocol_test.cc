@@ -53,7 +53,7 @@ TEST(OpenAiParseTest, CompletionFieldsMapToTheGenerationRequest) {
       "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1, "ignore_eos": true,
       "stop_token_ids": [2, 3], "user": "ignored", "unknown_field": {"x": 1},
       "memory": {"enabled": false, "collections": ["wiki"], "references": 8,
-                 "retrieve_every": 32, "min_score": 0.2}})");
+                 "retrieve_every": 32, "min_score": 0.2, "score_gap": 0.1}})");
   const GenerationRequest& g = r.generation;
   EXPECT_TRUE(r.max_tokens_given);
   EXPECT_EQ(g.max_tokens, 7);
@@ -78,6 +78,8 @@ TEST(OpenAiParseTest, CompletionFieldsMapToTheGenerationRequest) {
   EXPECT_EQ(g.memory.retrieve_every, 32);
   ASSERT_TRUE(g.memory.min_score.has_value());
   EXPECT_FLOAT_EQ(*g.memory.min_score, 0.2f);
+  ASSERT_TRUE(g.memory.score_gap.has_value());
+  EXPECT_FLOAT_EQ(*g.memory.score_gap, 0.1f);
 }
 
 TEST(OpenAiParseTest, DefaultsFollowOpenAi) {
@@ -89,7 +91,8 @@ TEST(OpenAiParseTest, DefaultsFollowOpenAi) {
   EXPECT_FALSE(r.logprobs);
   EXPECT_TRUE(r.generation.stop_strings.empty());
   EXPECT_TRUE(r.generation.memory.enabled);
-  EXPECT_FALSE(r.generation.memory.min_score.has_value());  // the scheduler's default applies
+  EXPECT_FALSE(r.generation.memory.min_score.has_value());  // the scheduler's defaults apply
+  EXPECT_FALSE(r.generation.memory.score_gap.has_value());
   EXPECT_EQ(ParseOk(kCompletions, R"({"prompt": "Hi", "logprobs": 0})").logprobs, true);
 }
 
