@@ -29,6 +29,7 @@ struct Case {
   };
   std::vector<Text> samples, references;
   std::vector<std::vector<float>> vectors;  // per reference
+  std::vector<int32_t> memory_layers;  // what the model declares (memoria.memory_layers)
   // kept[layer][reference][kv_head]: positions kept by sparse selection
   std::vector<std::vector<std::vector<std::vector<int32_t>>>> kept;
   std::vector<int32_t> prompt;
@@ -72,6 +73,8 @@ bool LoadCase(const std::string& dir, Case* c) {
       c->model_path = dir + "/" + name;
     } else if (key == "kept_tokens") {
       in >> c->kept_tokens;
+    } else if (key == "memory_layers") {
+      for (int32_t l; in >> l;) c->memory_layers.push_back(l);
     } else if (key == "first_position") {
       in >> c->first_position;
     } else if (key == "sample") {
@@ -227,7 +230,7 @@ TEST_F(TrainerAgreementTest, SparseMemoryKeepsTheSameTokens) {
   const std::vector<CompiledReference> refs = Compile(/*dense=*/false);
   for (size_t r = 0; r < refs.size(); ++r) {
     const ReferenceKv& kv = refs[r].memory;
-    ASSERT_EQ(kv.layers.size(), case_.kept.size());
+    ASSERT_EQ(kv.layers, case_.memory_layers);
     for (size_t li = 0; li < kv.layers.size(); ++li) {
       for (int32_t g = 0; g < kv.n_kv_heads; ++g) {
         EXPECT_EQ(kv.At(li, g).positions, case_.kept[kv.layers[li]][r][g])

@@ -34,14 +34,16 @@ def main(out_dir):
     gen = data.Generator(seed=3)
     corpus = gen.corpus(1500)
     tok = T.Tokenizer(T.learn_merges(corpus, 400))
+    # memory layers other than the default first half: the engine must take them from the GGUF
     cfg = M.Config(n_vocab=tok.vocab_size, n_layers=4, n_embd=64, n_heads=4, n_kv_heads=2, n_ff=128,
-                   context_length=512)
+                   context_length=512, declared_memory_layers=(1, 3))
     model = M.MemoriaLM(cfg)
     model.reset_parameters(std=0.15)  # larger than training's init, so attention is far from uniform
     model.eval()
     gguf.export(model, tok, os.path.join(out_dir, "model.gguf"), f16=False, name="agreement")
 
-    lines = ["model model.gguf", f"kept_tokens {KEPT_TOKENS}", f"first_position {M.REFERENCE_TOKENS}"]
+    lines = ["model model.gguf", f"kept_tokens {KEPT_TOKENS}", f"first_position {M.REFERENCE_TOKENS}",
+             "memory_layers " + " ".join(map(str, cfg.memory_layers))]
     for text in corpus[:64] + ["Mixed  spacing,\n\n numbers 1234567 and punctuation?! 'tis done.  "]:
         ids = tok.encode(text)
         lines.append(f"sample {text.encode().hex()} {len(ids)} " + " ".join(map(str, ids)))

@@ -124,11 +124,13 @@ def _entity_name(rng, kind):
 
 
 class Example:
-    """One entity's document and one question about it."""
+    """One entity's document and one question about it. `value_spans` are the [start, end)
+    character ranges of every stated value in the document (what a memory must keep)."""
 
-    def __init__(self, kind, name, document, prompt, answer, attribute):
+    def __init__(self, kind, name, document, prompt, answer, attribute, value_spans):
         self.kind, self.name, self.document = kind, name, document
         self.prompt, self.answer, self.attribute = prompt, answer, attribute
+        self.value_spans = value_spans
 
 
 class Generator:
@@ -149,13 +151,25 @@ class Generator:
         name = self.name(kind)
         chosen = rng.sample(list(attrs), rng.randint(3, min(5, len(attrs))))
         values = {a: rng.choice(attrs[a][0]) for a in chosen}
-        sentences = [rng.choice(attrs[a][1]).format(n=name, v=values[a]) for a in chosen]
+        # (sentence, offset of its value, value length); the offset is found through a marker
+        # because the name, of any length, may come before the value. Fillers have no value.
+        sentences = []
+        for a in chosen:
+            marked = rng.choice(attrs[a][1]).format(n=name, v="\0")
+            sentences.append((marked.replace("\0", values[a]), marked.index("\0"), len(values[a])))
         if rng.random() < 0.3:
-            sentences.insert(rng.randint(0, len(sentences)), rng.choice(FILLERS))
-        document = " ".join(s[0].upper() + s[1:] for s in sentences)
+            sentences.insert(rng.randint(0, len(sentences)), (rng.choice(FILLERS), None, 0))
+        document, value_spans = "", []
+        for text, offset, length in sentences:
+            if document:
+                document += " "
+            if offset is not None:
+                value_spans.append((len(document) + offset, len(document) + offset + length))
+            document += text[0].upper() + text[1:]
         asked = rng.choice(chosen)
         question = rng.choice(attrs[asked][2]).format(n=name)
-        return Example(kind, name, document, f"Q: {question}\nA:", " " + values[asked], asked)
+        return Example(kind, name, document, f"Q: {question}\nA:", " " + values[asked], asked,
+                       value_spans)
 
     def corpus(self, n):
         """Text for learning the tokenizer: documents, prompts and answers."""

@@ -97,6 +97,10 @@ def export(model, tokenizer, path, f16=True, name="memoria-mini"):
     w.add("llama.rope.freq_base", FLOAT32, c.rope_freq_base)
     w.add("llama.attention.layer_norm_rms_epsilon", FLOAT32, c.rms_eps)
     w.add("llama.vocab_size", UINT32, c.n_vocab)
+    if c.declared_memory_layers:  # the engine's compiler reads memories in these by default
+        w.add_array("memoria.memory_layers", INT32, sorted(c.declared_memory_layers))
+    if c.retrieval_score_gap is not None:  # the server's default retrieval score gap
+        w.add("memoria.retrieval.score_gap", FLOAT32, c.retrieval_score_gap)
     w.add("tokenizer.ggml.model", STRING, "gpt2")
     w.add("tokenizer.ggml.pre", STRING, "gpt-2")
     w.add_array("tokenizer.ggml.tokens", STRING, tokenizer.tokens)

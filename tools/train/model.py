@@ -5,17 +5,19 @@ memstore/compiler.cc):
 - RMSNorm, RoPE "normal" style (adjacent pairs rotate), GQA (query head h reads KV group
   h // (n_heads / n_kv_heads)), SwiGLU, tied or untied output.
 - A reference is encoded on its own as [BOS] + tokens at positions 0..n; in each memory layer
-  (the first half) and KV head, token j's attention mass is summed over the group's query heads
-  and the queries i >= j, divided by the n_rows - j queries that see it (MassRule::kPerQuery),
-  and the k best tokens are kept (never BOS; ties to the earlier token). Keys are kept before
-  RoPE with their positions in the reference. Dense keeps every row, BOS included.
+  (the first half, unless the model declares its own: memoria.memory_layers) and KV head, token
+  j's attention mass is summed over the group's query heads and the queries i >= j, divided by
+  the n_rows - j queries that see it (MassRule::kPerQuery), and the k best tokens are kept (never
+  BOS; ties to the earlier token). Keys are kept before RoPE with their positions in the
+  reference. Dense keeps every row, BOS included.
 - A sequence with memories starts at position R = 128 ("parallel" positions). In a memory layer
   each query head attends over [the memory entries of its KV group] + [its causal context] in
   one softmax; memory keys are rotated with their stored positions.
 - The retrieval vector is the mean of the hidden states entering layer n_layers / 2 over the
   reference's tokens (BOS excluded), L2-normalized.
 
-Gradients flow through the kept keys and values; which tokens are kept is a discrete choice.
+Gradients flow through the kept keys and values; which tokens are kept is a discrete choice, which
+a loss can only steer through the mass itself (train.py's keep loss).
 Written for torch 1.13 (Debian) and torch 2.x (no API newer than 1.13).
 """
 
@@ -38,6 +40,12 @@ class Config:
     rope_freq_base: float = 10000.0
     rms_eps: float = 1e-5
     tied_embeddings: bool = True
+    # The layers the model is trained to read memories in, exported as memoria.memory_layers;
+    # empty = MEMORY.md's default, the first half.
+    declared_memory_layers: tuple = ()
+    # The retrieval score gap shipped with the model (memoria.retrieval.score_gap): the server
+    # keeps references scoring within it of the best one; None = none declared (all kept).
+    retrieval_score_gap: float = None
 
     @property
     def head_dim(self):
@@ -45,7 +53,9 @@ class Config:
 
     @property
     def memory_layers(self):
-        """Layers whose attention reads memories: the first half (CompilerOptions default)."""
+        """Layers whose attention reads memories (what the engine's compiler takes by default)."""
+        if self.declared_memory_layers:
+            return sorted(self.declared_memory_layers)
         return list(range(max(1, self.n_layers // 2)))
 
     @property
@@ -82,16 +92,20 @@ def rotate(x, cos, sin):
 class Memory:
     """What a batch of sequences attends to besides its own tokens: for each memory layer,
     keys (before RoPE) and values [B, n_kv_heads, M, head_dim], positions [B, n_kv_heads, M] and a
-    validity mask [B, n_kv_heads, M] (padding where references keep different counts)."""
+    validity mask [B, n_kv_heads, M] (padding where references keep different counts).
+    `attention` is filled by a forward pass: layer -> each query head's softmax weight on every
+    entry [B, n_kv_heads, heads per group, T, M], for losses on where the attention goes."""
 
     def __init__(self, layers):
         self.layers = layers  # layer -> (keys, values, positions, valid)
+        self.attention = {}
 
 
 @dataclasses.dataclass
 class Encoded:
     """One encoding pass over references ([BOS] + tokens, padded): per memory layer the pre-RoPE
-    keys/values [D, S, n_kv, hd] and the attention mass [D, n_kv, S]; the retrieval vectors [D, d];
+    keys/values [D, S, n_kv, hd] and the attention mass [D, n_kv, S] (with its gradient: a loss may
+    shape which tokens are kept); the retrieval vectors [D, d];
     the logits when asked for."""
     kv: dict
     mass: dict
@@ -185,11 +199,12 @@ class MemoriaLM(torch.nn.Module):
             out = torch.einsum("bgrts,bgsd->bgrtd", p[..., n_mem:], vt)
             if mem is not None:
                 out = out + torch.einsum("bgrtm,bgmd->bgrtd", p[..., :n_mem], mv)
+                memory.attention[l] = p[..., :n_mem]
             if mass and l in kv_layers:
                 pc = p[..., n_mem:].float()
                 if query_rows is not None:
                     pc = pc * query_rows[:, None, None, :, None]
-                mass_out[l] = pc.sum(dim=(2, 3)).detach()
+                mass_out[l] = pc.sum(dim=(2, 3))
             out = out.permute(0, 3, 1, 2, 4).reshape(B, T, H * hd)
             x = x + w.wo(out)
             h = rms_norm(x, w.ffn_norm, c.rms_eps)
@@ -232,6 +247,12 @@ def mean_vector(hidden, rows):
     return s / s.norm(dim=-1, keepdim=True).clamp_min(1e-20)
 
 
+def per_query_mass(mass, n_rows):
+    """Mass [D, n_kv, S] divided by the number of queries that see each row (MassRule::kPerQuery)."""
+    rows = torch.arange(mass.shape[-1], device=mass.device)
+    return mass / (n_rows[:, None, None] - rows[None, None, :]).clamp_min(1).float()
+
+
 def select(encoded, n_rows, kept_tokens=KEPT_TOKENS, dense=False):
     """The kept entries of each encoded reference, per memory layer: (keys, values, positions,
     valid) with [D, n_kv, M, ...] shapes as Memory expects. Sparse keeps the kept_tokens rows with
@@ -246,9 +267,8 @@ def select(encoded, n_rows, kept_tokens=KEPT_TOKENS, dense=False):
             idx = rows.view(1, 1, S).expand(D, G, S)
             valid = real[:, None, :].expand(D, G, S)
         else:
-            score = encoded.mass[l] / (n_rows[:, None, None] - rows[None, None, :]).clamp_min(1).float()
             keep = real & (rows[None, :] >= 1)
-            score = score.masked_fill(~keep[:, None, :], float("-inf"))
+            score = per_query_mass(encoded.mass[l].detach(), n_rows).masked_fill(~keep[:, None, :], float("-inf"))
             m = min(kept_tokens, S)
             order = torch.sort(score, dim=-1, descending=True, stable=True).indices[..., :m]
             idx = torch.sort(order, dim=-1).values

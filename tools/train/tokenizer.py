@@ -160,6 +160,16 @@ class Tokenizer:
             ids.extend(self._encode_word(word))
         return ids
 
+    def encode_with_spans(self, text):
+        """Token ids and, per token, the [start, end) character range of the pre-tokenizer word
+        it came from (BPE never merges across words)."""
+        ids, spans = [], []
+        for m in _PRE_TOKENIZER.finditer(text):
+            word_ids = self._encode_word(m.group())
+            ids.extend(word_ids)
+            spans.extend([m.span()] * len(word_ids))
+        return ids, spans
+
     def decode(self, ids):
         data = bytearray()
         for i in ids:
