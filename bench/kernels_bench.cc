@@ -1,6 +1,7 @@
 // Google Benchmark of the GemmRows kernels: bytes of weights streamed per second for every weight
-// type and kernel path, at decode (nb = 1) and batch (nb = 32) sizes, single-threaded. A streaming
-// read of a large array gives the memory-bandwidth bound the decode numbers should approach.
+// type and kernel path, at decode (nb = 1) and batch (nb = 32) sizes, single-threaded, and the
+// decode case on the engine's thread pool with 2 threads. A streaming read of a large array gives
+// the memory-bandwidth bound the decode numbers should approach.
 //   kernels_bench --benchmark_filter='nb:1/'
 #include <benchmark/benchmark.h>
 
@@ -13,6 +14,7 @@
 #include "engine/gguf/ggml_type.h"
 #include "engine/quant/gemm.h"
 #include "engine/quant/quant.h"
+#include "engine/util/thread_pool.h"
 
 namespace memoria {
 namespace {
@@ -64,6 +66,34 @@ void BM_GemmRows(benchmark::State& state, GgmlType type, CpuIsa isa, int64_t row
   SetCpuIsaForTesting(DetectedCpuIsa());
 }
 
+// Decode (nb = 1) of a matrix beyond L3 on the engine's thread pool, rows split into blocks as
+// CpuBackend::MatMul splits them (8 per thread, multiples of 16 rows): the multi-threaded rate to
+// compare with StreamSum at the same thread count.
+void BM_GemmRowsPool(benchmark::State& state, GgmlType type, int n_threads) {
+  constexpr int64_t kRows = 32768, kK = 4096;
+  size_t w_row_bytes;
+  const std::vector<uint8_t> w = MakeWeights(type, kRows, kK, &w_row_bytes);
+  const GgmlType dot_type = DotTypeFor(type);
+  const size_t x_row_bytes = GgmlRowBytes(dot_type, kK);
+  std::vector<uint8_t> xq(x_row_bytes);
+  std::vector<float> x(kK, 0.5f);
+  ConvertActivationRow(dot_type, x.data(), xq.data(), kK);
+  std::vector<float> y(kRows);
+  ThreadPool pool(n_threads);
+  const int64_t block = std::max<int64_t>(16, (kRows / (8 * n_threads) + 15) / 16 * 16);
+  const int64_t n_blocks = (kRows + block - 1) / block;
+  for (auto _ : state) {
+    pool.Run(n_blocks, [&](int64_t b) {
+      const int64_t r0 = b * block;
+      GemmRows(type, w.data(), w_row_bytes, kK, r0, std::min(kRows, r0 + block), xq.data(),
+               x_row_bytes, 1, y.data(), kRows);
+    });
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(w.size()));
+}
+
 // The read-bandwidth bound: threads summing disjoint slices of one 512 MiB array of 64-bit
 // integers (integer adds vectorize without reassociation concerns, so the loop is limited by
 // memory, not the adds). With N threads the reported rate is the machine's aggregate bandwidth,
@@ -100,6 +130,13 @@ void RegisterAll() {
       const std::string big = std::string("GemmRows/") + std::string(TraitsOf(type).name) + "/" +
                               CpuIsaName(isa) + "/nb:1/32768x4096";
       benchmark::RegisterBenchmark(big.c_str(), BM_GemmRows, type, isa, 32768, 4096, 1);
+    }
+  }
+  for (GgmlType type : {GgmlType::kQ8_0, GgmlType::kQ4_K, GgmlType::kQ6_K}) {
+    for (int n_threads : {1, 2}) {
+      const std::string name = std::string("GemmRowsPool/") + std::string(TraitsOf(type).name) +
+                               "/nb:1/32768x4096/threads:" + std::to_string(n_threads);
+      benchmark::RegisterBenchmark(name.c_str(), BM_GemmRowsPool, type, n_threads)->UseRealTime();
     }
   }
   benchmark::RegisterBenchmark("StreamSum/512MiB", BM_StreamSum)->ThreadRange(1, 2)->UseRealTime();
