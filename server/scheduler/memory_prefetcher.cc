@@ -55,8 +55,9 @@ void MemoryPrefetcher::Worker() {
 void MemoryPrefetcher::Run(Job& job) {
   const auto t0 = std::chrono::steady_clock::now();
   PendingRetrieval& out = *job.result;
-  absl::StatusOr<std::vector<RetrievedReference>> hits = store_->Retrieve(
-      job.query, job.request.references, job.request.collections, job.request.min_score.value_or(0.0f));
+  absl::StatusOr<std::vector<RetrievedReference>> hits =
+      store_->Retrieve(job.query, job.request.references, job.request.collections,
+                       job.request.min_score.value_or(0.0f));
   if (!hits.ok()) {
     out.status = hits.status();
     return;

@@ -299,6 +299,16 @@ TEST_F(ServerTest, BadInputGetsItsCodeAndTheServerStaysUp) {
     cases.push_back({"retrieve_every 0", r});
   }
   {
+    auto r = Prompt("hi", 4, true);
+    r.mutable_memory()->set_score_gap(3);
+    cases.push_back({"score_gap 3", r});
+  }
+  {
+    auto r = Prompt("hi", 4, true);
+    r.mutable_memory()->set_min_score(-2);
+    cases.push_back({"min_score -2", r});
+  }
+  {
     v1::GenerateRequest r;
     v1::ChatMessage* m = r.mutable_chat()->add_messages();
     m->set_role("wizard");
