@@ -320,7 +320,7 @@ class _Pool:
         return top.masked_fill(scores < scores[:, :1] - score_gap, -1), top
 
 
-def _query_vectors(model, tok, prompts):
+def _query_vectors(model, prompts):
     device = next(model.parameters()).device
     return model.query_vectors(pad(prompts).to(device), torch.tensor([len(p) for p in prompts], device=device))
 
@@ -341,7 +341,7 @@ def calibrate_score_gap(model, tok, seed, n=200, gaps=(0.02, 0.05, 0.08, 0.1, 0.
     examples = [gen.example() for _ in range(2 * n)]
     pool = _Pool(model, tok, examples)
     prompts = [[tok.bos] + tok.encode(e.prompt) for e in examples[:n]]
-    qv = _query_vectors(model, tok, prompts)
+    qv = _query_vectors(model, prompts)
     recall = {}
     for gap in gaps:
         refs, _ = pool.retrieve(qv, gap)
@@ -370,7 +370,7 @@ def evaluate(model, tok, seed, n=500, batch=100, pool_extra=0):
     for s in range(0, n, batch):
         ex = examples[s:min(s + batch, n)]
         prompts = [[tok.bos] + tok.encode(e.prompt) for e in ex]
-        top, top5 = pool.retrieve(_query_vectors(model, tok, prompts), model.config.retrieval_score_gap)
+        top, top5 = pool.retrieve(_query_vectors(model, prompts), model.config.retrieval_score_gap)
         # the right document and 4 others, whatever retrieval would have found
         oracle = torch.tensor([[s + i] + rng.sample([j for j in range(len(examples)) if j != s + i],
                                                     N_MEMORY_REFS - 1) for i in range(len(ex))],
