@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <system_error>
+#include <vector>
 
 #include <unistd.h>
 
@@ -25,13 +27,35 @@ std::string VocabPath(const std::string& name) {
   return std::filesystem::exists(p) ? p.string() : std::string();
 }
 
+namespace {
+
+// The directories this process made, removed when it exits normally (each test runs in its own
+// process, so a run leaves nothing behind; a crashed test leaves its files for inspection).
+class TempDirRegistry {
+ public:
+  ~TempDirRegistry() {
+    if (::getpid() != owner_) return;  // a forked child that returned instead of exec'ing
+    std::error_code ignored;
+    for (const std::filesystem::path& dir : dirs_) std::filesystem::remove_all(dir, ignored);
+  }
+  void Add(const std::filesystem::path& dir) { dirs_.push_back(dir); }
+
+ private:
+  const pid_t owner_ = ::getpid();
+  std::vector<std::filesystem::path> dirs_;
+};
+
+}  // namespace
+
 std::string TempDir(const std::string& name) {
   namespace fs = std::filesystem;
+  static TempDirRegistry registry;
   const char* base = std::getenv("TEST_TMPDIR");
   fs::path root = base != nullptr ? fs::path(base) : fs::temp_directory_path();
   fs::path dir = root / ("memoria_test_" + std::to_string(::getpid()) + "_" + name);
   fs::remove_all(dir);
   fs::create_directories(dir);
+  registry.Add(dir);
   return dir.string();
 }
 

@@ -13,7 +13,7 @@ std::string SourceDir();
 std::string SharedDir();
 // Path of a vocab file in shared/vocab, e.g. "ggml-vocab-llama-spm.gguf"; empty when absent.
 std::string VocabPath(const std::string& name);
-// A fresh directory under the test's temp dir, removed by nobody (ctest runs in a build dir).
+// A fresh directory under $TEST_TMPDIR or the system temp dir, removed when the process exits.
 std::string TempDir(const std::string& name);
 // Path of the memoria CLI built with the tests.
 std::string CliPath();
