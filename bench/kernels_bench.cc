@@ -13,6 +13,7 @@
 
 #include "engine/gguf/ggml_type.h"
 #include "engine/quant/gemm.h"
+#include "engine/quant/interleave.h"
 #include "engine/quant/quant.h"
 #include "engine/util/thread_pool.h"
 
@@ -68,16 +69,24 @@ void BM_GemmRows(benchmark::State& state, GgmlType type, CpuIsa isa, int64_t row
 
 // Decode (nb = 1) of a matrix beyond L3 on the engine's thread pool, rows split into blocks as
 // CpuBackend::MatMul splits them (8 per thread, multiples of 16 rows): the multi-threaded rate to
-// compare with StreamSum at the same thread count.
-void BM_GemmRowsPool(benchmark::State& state, GgmlType type, int n_threads) {
+// compare with StreamSum at the same thread count. `interleaved`: the weights repacked as the CPU
+// backend repacks them where PrefersInterleavedRows (engine/quant/interleave.h).
+void BM_GemmRowsPool(benchmark::State& state, GgmlType type, bool interleaved, int n_threads) {
   constexpr int64_t kRows = 32768, kK = 4096;
   size_t w_row_bytes;
-  const std::vector<uint8_t> w = MakeWeights(type, kRows, kK, &w_row_bytes);
+  std::vector<uint8_t> w = MakeWeights(type, kRows, kK, &w_row_bytes);
   const GgmlType dot_type = DotTypeFor(type);
-  const size_t x_row_bytes = GgmlRowBytes(dot_type, kK);
+  const size_t x_row_bytes = interleaved ? InterleavedActivationRowBytes(type, kK)
+                                         : GgmlRowBytes(dot_type, kK);
   std::vector<uint8_t> xq(x_row_bytes);
   std::vector<float> x(kK, 0.5f);
-  ConvertActivationRow(dot_type, x.data(), xq.data(), kK);
+  if (interleaved) {
+    const std::vector<uint8_t> rows = w;
+    InterleaveRows(type, rows.data(), kRows, kK, w.data());
+    ConvertInterleavedActivationRow(type, x.data(), xq.data(), kK);
+  } else {
+    ConvertActivationRow(dot_type, x.data(), xq.data(), kK);
+  }
   std::vector<float> y(kRows);
   ThreadPool pool(n_threads);
   const int64_t block = std::max<int64_t>(16, (kRows / (8 * n_threads) + 15) / 16 * 16);
@@ -85,8 +94,14 @@ void BM_GemmRowsPool(benchmark::State& state, GgmlType type, int n_threads) {
   for (auto _ : state) {
     pool.Run(n_blocks, [&](int64_t b) {
       const int64_t r0 = b * block;
-      GemmRows(type, w.data(), w_row_bytes, kK, r0, std::min(kRows, r0 + block), xq.data(),
-               x_row_bytes, 1, y.data(), kRows);
+      const int64_t r1 = std::min(kRows, r0 + block);
+      if (interleaved) {
+        GemmInterleavedRows(type, w.data(), kRows, kK, r0, r1, xq.data(), x_row_bytes, 1, y.data(),
+                            kRows);
+      } else {
+        GemmRows(type, w.data(), w_row_bytes, kK, r0, r1, xq.data(), x_row_bytes, 1, y.data(),
+                 kRows);
+      }
     });
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
@@ -133,10 +148,15 @@ void RegisterAll() {
     }
   }
   for (GgmlType type : {GgmlType::kQ8_0, GgmlType::kQ4_K, GgmlType::kQ6_K}) {
-    for (int n_threads : {1, 2}) {
-      const std::string name = std::string("GemmRowsPool/") + std::string(TraitsOf(type).name) +
-                               "/nb:1/32768x4096/threads:" + std::to_string(n_threads);
-      benchmark::RegisterBenchmark(name.c_str(), BM_GemmRowsPool, type, n_threads)->UseRealTime();
+    for (bool interleaved : {false, true}) {
+      if (interleaved && !PrefersInterleavedRows(type)) continue;
+      for (int n_threads : {1, 2}) {
+        const std::string name = std::string("GemmRowsPool/") + std::string(TraitsOf(type).name) +
+                                 (interleaved ? "x16" : "") + "/nb:1/32768x4096/threads:" +
+                                 std::to_string(n_threads);
+        benchmark::RegisterBenchmark(name.c_str(), BM_GemmRowsPool, type, interleaved, n_threads)
+            ->UseRealTime();
+      }
     }
   }
   benchmark::RegisterBenchmark("StreamSum/512MiB", BM_StreamSum)->ThreadRange(1, 2)->UseRealTime();

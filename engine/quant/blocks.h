@@ -46,6 +46,19 @@ struct BlockQ8_K {
 };
 static_assert(sizeof(BlockQ8_K) == 292);
 
+// ---- Layouts of the CPU kernels (never in files) ----
+
+// Q8_0 weights of 16 consecutive rows interleaved block by block (engine/quant/interleave.h): the
+// rows' scales, then their quants in chunks of 4, chunk c holding quants 4c..4c+3 of every row,
+// stored as q + 128 so that one vpdpbusd (unsigned x signed bytes) multiplies 16 rows by 4
+// activation quants. Same size as the 16 rows' blocks.
+inline constexpr int kInterleavedRows = 16;
+struct BlockQ8_0x16 {
+  uint16_t d[kInterleavedRows];                       // fp16 scale of each row's block
+  uint8_t qs[kQK8_0 / 4][kInterleavedRows][4];        // qs[c][r][j] = q_r[4c + j] + 128
+};
+static_assert(sizeof(BlockQ8_0x16) == kInterleavedRows * sizeof(BlockQ8_0));
+
 }  // namespace memoria
 
 #endif  // MEMORIA_ENGINE_QUANT_BLOCKS_H_

@@ -13,6 +13,7 @@
 namespace memoria {
 
 using gemm_internal::GemmArgs;
+using gemm_internal::ActiveKernels;
 using gemm_internal::KernelTable;
 
 namespace {
@@ -58,9 +59,11 @@ Dispatch& GetDispatch() {
   return *dispatch;
 }
 
-const KernelTable& Kernels() { return *GetDispatch().table.load(std::memory_order_relaxed); }
-
 }  // namespace
+
+const KernelTable& gemm_internal::ActiveKernels() {
+  return *GetDispatch().table.load(std::memory_order_relaxed);
+}
 
 CpuIsa DetectedCpuIsa() { return GetDispatch().detected; }
 
@@ -112,7 +115,7 @@ void ConvertActivationRow(GgmlType dot_type, const float* x, void* out, int64_t 
       std::memcpy(out, x, k * sizeof(float));
       return;
     case GgmlType::kF16:
-      return Kernels().fp32_to_fp16_row(x, static_cast<uint16_t*>(out), k);
+      return ActiveKernels().fp32_to_fp16_row(x, static_cast<uint16_t*>(out), k);
     case GgmlType::kBF16:
     case GgmlType::kQ8_0:
     case GgmlType::kQ8_K:
@@ -128,7 +131,7 @@ void GemmRows(GgmlType wtype, const void* w, size_t w_row_bytes, int64_t k, int6
   if (r0 >= r1 || nb <= 0) return;
   const GemmArgs args{static_cast<const uint8_t*>(w),  w_row_bytes,  k,  r0, r1,
                       static_cast<const uint8_t*>(xq), xq_row_bytes, nb, y,  ldy};
-  const KernelTable& t = Kernels();
+  const KernelTable& t = ActiveKernels();
   switch (wtype) {
     case GgmlType::kF32:
       return t.f32(args);
@@ -149,20 +152,22 @@ void GemmRows(GgmlType wtype, const void* w, size_t w_row_bytes, int64_t k, int6
   }
 }
 
-float DotF32(const float* a, const float* b, int64_t n) { return Kernels().dot_f32(a, b, n); }
+float DotF32(const float* a, const float* b, int64_t n) { return ActiveKernels().dot_f32(a, b, n); }
 
 float DotF16F32(const uint16_t* a_fp16, const float* b, int64_t n) {
-  return Kernels().dot_f16_f32(a_fp16, b, n);
+  return ActiveKernels().dot_f16_f32(a_fp16, b, n);
 }
 
 void AxpyF32(float alpha, const float* x, float* y, int64_t n) {
-  Kernels().axpy_f32(alpha, x, y, n);
+  ActiveKernels().axpy_f32(alpha, x, y, n);
 }
 
 void AxpyF16F32(float alpha, const uint16_t* x_fp16, float* y, int64_t n) {
-  Kernels().axpy_f16_f32(alpha, x_fp16, y, n);
+  ActiveKernels().axpy_f16_f32(alpha, x_fp16, y, n);
 }
 
-void Fp32ToFp16Row(const float* x, uint16_t* y, int64_t n) { Kernels().fp32_to_fp16_row(x, y, n); }
+void Fp32ToFp16Row(const float* x, uint16_t* y, int64_t n) {
+  ActiveKernels().fp32_to_fp16_row(x, y, n);
+}
 
 }  // namespace memoria

@@ -30,6 +30,9 @@ using GemmFn = void (*)(const GemmArgs& args);
 struct KernelTable {
   // One GemmRows kernel per weight type (activations already in DotTypeFor(type)).
   GemmFn f32, f16, bf16, q8_0, q4_0, q4_k, q6_k;
+  // Q8_0 weights interleaved 16 rows at a time (interleave.h) x its activations; r0 and r1 are
+  // multiples of 16, every row in a whole group.
+  GemmFn q8_0_x16;
   float (*dot_f32)(const float* a, const float* b, int64_t n);
   float (*dot_f16_f32)(const uint16_t* a, const float* b, int64_t n);
   void (*axpy_f32)(float alpha, const float* x, float* y, int64_t n);
@@ -40,6 +43,7 @@ struct KernelTable {
 const KernelTable& ScalarKernels();
 const KernelTable& Avx2Kernels();    // only call when the CPU has AVX2, FMA and F16C
 const KernelTable& Avx512Kernels();  // only call when the CPU has AVX-512 F/BW/VL/DQ/VNNI
+const KernelTable& ActiveKernels();  // the table of ActiveCpuIsa()
 
 // Register-tile driver shared by the SIMD paths. A kernel K provides
 //   static constexpr int kDecodeRows;  // weight rows per tile when nb == 1

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/quant/gemm.h"
+#include "engine/quant/interleave.h"
 #include "engine/quant/quant.h"
 
 namespace memoria {
@@ -57,21 +58,26 @@ absl::StatusOr<Tensor> CpuBackend::UploadWeight(const GgufTensorInfo& info) {
                                                    ", which the engine does not compute with"));
   }
   Tensor t;
-  if (weights_in_place_) {
-    t.data = const_cast<uint8_t*>(info.data);  // read-only by contract of every op
-  } else {
-    uint8_t* copy = AllocateWeight(info.size_bytes);
-    if (copy == nullptr) {
-      return absl::ResourceExhaustedError(absl::StrCat("cpu backend: cannot allocate ", info.size_bytes,
-                                                       " bytes for tensor '", info.name, "'"));
-    }
-    std::memcpy(copy, info.data, info.size_bytes);
-    t.data = copy;
-  }
   t.type = info.type;
   t.cols = info.dims[0];
   t.rows = info.Rows();
   t.row_bytes = GgmlRowBytes(info.type, t.cols);
+  if (weights_in_place_) {
+    t.data = const_cast<uint8_t*>(info.data);  // read-only by contract of every op
+    return t;
+  }
+  uint8_t* copy = AllocateWeight(info.size_bytes);
+  if (copy == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "cpu backend: cannot allocate ", info.size_bytes, " bytes for tensor '", info.name, "'"));
+  }
+  if (PrefersInterleavedRows(t.type)) {
+    InterleaveRows(t.type, info.data, t.rows, t.cols, copy);
+    t.layout = TensorLayout::kInterleaved16;
+  } else {
+    std::memcpy(copy, info.data, info.size_bytes);
+  }
+  t.data = copy;
   return t;
 }
 
@@ -200,8 +206,13 @@ inline float* RowF32(const Tensor& t, int64_t r) {
 
 void CpuBackend::Embed(const Tensor& table, std::span<const int32_t> ids, Tensor* out) {
   pool_.Run(static_cast<int64_t>(ids.size()), [&](int64_t i) {
-    DequantizeRow(table.type, static_cast<const char*>(table.data) + ids[i] * table.row_bytes,
-                  RowF32(*out, i), table.cols);
+    if (table.layout == TensorLayout::kInterleaved16) {
+      DequantizeInterleavedRow(table.type, table.data, table.rows, ids[i], table.cols,
+                               RowF32(*out, i));
+    } else {
+      DequantizeRow(table.type, static_cast<const char*>(table.data) + ids[i] * table.row_bytes,
+                    RowF32(*out, i), table.cols);
+    }
   });
 }
 
@@ -218,13 +229,19 @@ void CpuBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps, int64
 }
 
 void CpuBackend::MatMul(const Tensor& w, const Tensor& x, int64_t n, Tensor* y) {
+  const bool interleaved = w.layout == TensorLayout::kInterleaved16;
   const GgmlType dot_type = DotTypeFor(w.type);
   const int64_t k = x.cols;
-  const size_t xq_row_bytes = GgmlRowBytes(dot_type, k);
+  const size_t xq_row_bytes =
+      interleaved ? InterleavedActivationRowBytes(w.type, k) : GgmlRowBytes(dot_type, k);
   if (activations_.size() < xq_row_bytes * n) activations_.resize(xq_row_bytes * n);
   uint8_t* xq = activations_.data();
   pool_.Run(n, [&](int64_t r) {
-    ConvertActivationRow(dot_type, RowF32(x, r), xq + r * xq_row_bytes, k);
+    if (interleaved) {
+      ConvertInterleavedActivationRow(w.type, RowF32(x, r), xq + r * xq_row_bytes, k);
+    } else {
+      ConvertActivationRow(dot_type, RowF32(x, r), xq + r * xq_row_bytes, k);
+    }
   });
   // Enough row blocks for every thread to balance; multiples of 16 keep the kernels' tiles whole.
   const int64_t rows = y->cols;
@@ -234,8 +251,12 @@ void CpuBackend::MatMul(const Tensor& w, const Tensor& x, int64_t n, Tensor* y) 
   pool_.Run(n_blocks, [&](int64_t b) {
     const int64_t r0 = b * block;
     const int64_t r1 = std::min(rows, r0 + block);
-    GemmRows(w.type, w.data, w.row_bytes, k, r0, r1, xq, xq_row_bytes, n,
-             static_cast<float*>(y->data), ldy);
+    float* out = static_cast<float*>(y->data);
+    if (interleaved) {
+      GemmInterleavedRows(w.type, w.data, w.rows, k, r0, r1, xq, xq_row_bytes, n, out, ldy);
+    } else {
+      GemmRows(w.type, w.data, w.row_bytes, k, r0, r1, xq, xq_row_bytes, n, out, ldy);
+    }
   });
 }
 

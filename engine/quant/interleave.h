@@ -1,0 +1,49 @@
+#ifndef MEMORIA_ENGINE_QUANT_INTERLEAVE_H_
+#define MEMORIA_ENGINE_QUANT_INTERLEAVE_H_
+
+// Weight matrices repacked for the CPU kernels: rows interleaved 16 at a time.
+//
+// In the GGUF row layout a decode kernel multiplies each row with the activations separately:
+// per 32-element block it loads the row's scale, offsets and multiplies 32 quants, and at the end
+// reduces the row's vector to one number. That work per byte leaves the AVX-512 Q8_0 kernel
+// compute-bound at ~75% of memory bandwidth on two cores. Interleaved (BlockQ8_0x16 in blocks.h),
+// one vpdpbusd multiplies 4 quants of 16 rows at once with 4 broadcast activation quants, the 16
+// lanes of the result are the 16 rows' block sums, and no reduction is left: ~3x fewer
+// instructions per byte, which lets decode stream at the memory's speed.
+//
+// A matrix of `rows` rows stores rows [0, 16 * (rows / 16)) as groups of 16 interleaved rows and
+// the remaining rows in row layout at their usual offsets (a group has the size of 16 rows).
+
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/gguf/ggml_type.h"
+
+namespace memoria {
+
+// Whether the active CPU kernels compute `type` faster interleaved (Q8_0 on AVX-512); every
+// kernel path computes interleaved weights correctly, so this only decides whether to repack.
+bool PrefersInterleavedRows(GgmlType type);
+
+// Repacks a row-layout matrix (rows x k, rows GgmlRowBytes(type, k) apart) into `dst` of the same
+// size. type must be Q8_0.
+void InterleaveRows(GgmlType type, const void* src, int64_t rows, int64_t k, void* dst);
+
+// Row `row` of an interleaved matrix as floats, bit-exact with DequantizeRow of the original.
+void DequantizeInterleavedRow(GgmlType type, const void* w, int64_t rows, int64_t row, int64_t k,
+                              float* out);
+
+// Activations for interleaved weights: the DotTypeFor(type) row followed by each block's sum of
+// quants (int32), with which the kernels undo the weights' +128 offset.
+size_t InterleavedActivationRowBytes(GgmlType type, int64_t k);
+void ConvertInterleavedActivationRow(GgmlType type, const float* x, void* out, int64_t k);
+
+// GemmRows (gemm.h) for an interleaved matrix of `rows` rows. r0 must be a multiple of 16 and r1
+// a multiple of 16 or `rows`, so that a call covers whole groups (CpuBackend::MatMul's split).
+void GemmInterleavedRows(GgmlType type, const void* w, int64_t rows, int64_t k, int64_t r0,
+                         int64_t r1, const void* xq, size_t xq_row_bytes, int64_t nb, float* y,
+                         int64_t ldy);
+
+}  // namespace memoria
+
+#endif  // MEMORIA_ENGINE_QUANT_INTERLEAVE_H_
