@@ -48,16 +48,40 @@ static_assert(sizeof(BlockQ8_K) == 292);
 
 // ---- Layouts of the CPU kernels (never in files) ----
 
-// Q8_0 weights of 16 consecutive rows interleaved block by block (engine/quant/interleave.h): the
-// rows' scales, then their quants in chunks of 4, chunk c holding quants 4c..4c+3 of every row,
-// stored as q + 128 so that one vpdpbusd (unsigned x signed bytes) multiplies 16 rows by 4
-// activation quants. Same size as the 16 rows' blocks.
+// Weights of 16 consecutive rows interleaved block by block (engine/quant/interleave.h): each
+// group block holds the same block of the 16 rows, quants regrouped so that 4 consecutive bytes of
+// every row form one 64-byte vector and one vpdpbusd (unsigned x signed bytes) multiplies 16 rows
+// by 4 broadcast activation quants. A group block has the size of the 16 rows' blocks.
+
+// Q8_0: the rows' scales, then quants 4c..4c+3 of every row in chunk c, stored as q + 128.
 inline constexpr int kInterleavedRows = 16;
 struct BlockQ8_0x16 {
   uint16_t d[kInterleavedRows];                       // fp16 scale of each row's block
   uint8_t qs[kQK8_0 / 4][kInterleavedRows][4];        // qs[c][r][j] = q_r[4c + j] + 128
 };
 static_assert(sizeof(BlockQ8_0x16) == kInterleavedRows * sizeof(BlockQ8_0));
+
+// Q4_K super-blocks of 16 rows. qs[c][t] holds bytes 4t..4t+3 of every row's 32-byte chunk c:
+// low nibbles are sub-block 2c, high nibbles sub-block 2c + 1, as in BlockQ4_K.
+struct BlockQ4_Kx16 {
+  uint16_t d[kInterleavedRows];
+  uint16_t dmin[kInterleavedRows];
+  uint8_t scales[12][kInterleavedRows];             // scales[j][r] = row r's packed byte j
+  uint8_t qs[4][8][kInterleavedRows][4];            // qs[c][t][r][i] = row r's qs[32c + 4t + i]
+};
+static_assert(sizeof(BlockQ4_Kx16) == kInterleavedRows * sizeof(BlockQ4_K));
+
+// Q6_K super-blocks of 16 rows, with BlockQ6_K's bytes regrouped 4 at a time for every row, in
+// the order the kernel reads them: for each (h, t), the two ql vectors and the qh vector that
+// together hold the 4 x 4 quants of elements 128h + 32n + 4t + i.
+struct BlockQ6_Kx16 {
+  // qs[h][t][s][r][i] = row r's ql[64h + 32s + 4t + i] (s = 0, 1), qs[h][t][2][r][i] = row r's
+  // qh[32h + 4t + i]
+  uint8_t qs[2][8][3][kInterleavedRows][4];
+  int8_t scales[16][kInterleavedRows];  // scales[j][r] = row r's scales[j]
+  uint16_t d[kInterleavedRows];
+};
+static_assert(sizeof(BlockQ6_Kx16) == kInterleavedRows * sizeof(BlockQ6_K));
 
 }  // namespace memoria
 

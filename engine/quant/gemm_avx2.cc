@@ -380,9 +380,9 @@ const KernelTable& Avx2Kernels() {
                                  RunTiles<Q8DotKernel<Q4_0Weights>>,
                                  RunTiles<Q4KKernel>,
                                  RunTiles<Q6KKernel>,
-                                 // Only AVX-512 prefers interleaving; this path meets interleaved
-                                 // weights only when a test switches paths after loading.
-                                 ScalarKernels().q8_0_x16,
+                                 nullptr,
+                                 nullptr,
+                                 nullptr,
                                  DotF32,
                                  DotF16F32,
                                  AxpyF32,

@@ -196,35 +196,69 @@ struct Q8DotKernel {
   }
 };
 
-// ---- Q8_0 weights interleaved 16 rows at a time (BlockQ8_0x16) x Q8_0 activations ----
+// ---- Weights interleaved 16 rows at a time (interleave.h, blocks.h) ----
+//
+// A kernel K provides kBatchRows and
+//   template <int RB> static void Group(const uint8_t* w, const uint8_t* x, size_t x_row_bytes,
+//                                       int64_t k, float* y, int64_t ldy);
+// computing y[b * ldy + 0..15] for the 16 rows of the group at w and RB activation rows. In each
+// block, lane r of an integer accumulator collects row r's products, so results need no reduction.
 
+inline int32_t Load32(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// Decode streams one group after another (one sequential stream per thread, which the hardware
+// prefetcher follows); batches walk activation rows in chunks and reuse each group for all rows
+// of a chunk while it is in cache, as RunTiles does.
+template <class K>
+void RunGroups(const GemmArgs& a) {
+  constexpr int64_t kBatchChunk = 64;
+  constexpr int kRows = K::kBatchRows;
+  for (int64_t b0 = 0; b0 < a.nb; b0 += kBatchChunk) {
+    const int64_t b1 = a.nb < b0 + kBatchChunk ? a.nb : b0 + kBatchChunk;
+    for (int64_t g = a.r0; g < a.r1; g += kInterleavedRows) {
+      const uint8_t* w = a.w + g * a.w_row_bytes;  // a group has the size of 16 rows
+      int64_t b = b0;
+      for (; b + kRows <= b1; b += kRows) {
+        K::template Group<kRows>(w, a.x + b * a.x_row_bytes, a.x_row_bytes, a.k,
+                                 a.y + b * a.ldy + g, a.ldy);
+      }
+      for (; b < b1; ++b) {
+        K::template Group<1>(w, a.x + b * a.x_row_bytes, a.x_row_bytes, a.k, a.y + b * a.ldy + g,
+                             a.ldy);
+      }
+    }
+  }
+}
+
+// Q8_0 x Q8_0 activations followed by their block sums. Weights are stored + 128, so each
+// block's accumulator starts at -128 x (activation block sum); two chains of four vpdpbusd halve
+// the latency of the sum.
 struct Q8_0x16Kernel {
-  static constexpr int kGroupBytes = sizeof(BlockQ8_0x16);
+  static constexpr int kBatchRows = 4;
 
-  // y[b * ldy + 0..15] for the group at w and RB activation rows. Per block, lane r of the
-  // integer accumulator becomes row r's block sum; two chains of four vpdpbusd halve its latency.
   template <int RB>
-  static void Group(const uint8_t* w, const uint8_t* x, size_t x_row_bytes, int64_t nblocks,
-                    float* y, int64_t ldy) {
+  static void Group(const uint8_t* w, const uint8_t* x, size_t x_row_bytes, int64_t k, float* y,
+                    int64_t ldy) {
+    const int64_t nblocks = k / kQK8_0;
+    const uint8_t* sums = x + nblocks * sizeof(BlockQ8_0);
     __m512 acc[RB];
     for (int b = 0; b < RB; ++b) acc[b] = _mm512_setzero_ps();
-    const uint8_t* sums = x + nblocks * sizeof(BlockQ8_0);
     for (int64_t ib = 0; ib < nblocks; ++ib) {
-      const uint8_t* blk = w + ib * kGroupBytes;
+      const BlockQ8_0x16& g = reinterpret_cast<const BlockQ8_0x16*>(w)[ib];
       __m512i q[kQK8_0 / 4];
-      for (int c = 0; c < kQK8_0 / 4; ++c) q[c] = Load512(blk + 2 * kInterleavedRows + 64 * c);
-      const __m512 dw = _mm512_cvtph_ps(Load256(blk));
+      for (int c = 0; c < kQK8_0 / 4; ++c) q[c] = Load512(g.qs[c][0]);
+      const __m512 dw = _mm512_cvtph_ps(Load256(reinterpret_cast<const uint8_t*>(g.d)));
       for (int b = 0; b < RB; ++b) {
         const uint8_t* xb = x + b * x_row_bytes + ib * sizeof(BlockQ8_0);
-        int32_t sum;
-        std::memcpy(&sum, sums + b * x_row_bytes + ib * sizeof(int32_t), sizeof sum);
+        const int32_t sum = Load32(sums + b * x_row_bytes + ib * sizeof(int32_t));
         __m512i even = _mm512_set1_epi32(-128 * sum), odd = _mm512_setzero_si512();
         for (int c = 0; c < kQK8_0 / 4; c += 2) {
-          int32_t x0, x1;
-          std::memcpy(&x0, xb + 2 + 4 * c, sizeof x0);
-          std::memcpy(&x1, xb + 2 + 4 * c + 4, sizeof x1);
-          even = _mm512_dpbusd_epi32(even, q[c], _mm512_set1_epi32(x0));
-          odd = _mm512_dpbusd_epi32(odd, q[c + 1], _mm512_set1_epi32(x1));
+          even = _mm512_dpbusd_epi32(even, q[c], _mm512_set1_epi32(Load32(xb + 2 + 4 * c)));
+          odd = _mm512_dpbusd_epi32(odd, q[c + 1], _mm512_set1_epi32(Load32(xb + 6 + 4 * c)));
         }
         const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(LoadFp16(xb)));
         acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(even, odd)), d, acc[b]);
@@ -232,26 +266,152 @@ struct Q8_0x16Kernel {
     }
     for (int b = 0; b < RB; ++b) _mm512_storeu_ps(y + b * ldy, acc[b]);
   }
+};
 
-  // Decode streams one group after another (a single sequential stream per thread, which the
-  // hardware prefetcher follows); batches reuse each group for chunks of activation rows as
-  // RunTiles does.
-  static void Run(const GemmArgs& a) {
-    const int64_t nblocks = a.k / kQK8_0;
-    constexpr int64_t kBatchChunk = 64;
-    for (int64_t b0 = 0; b0 < a.nb; b0 += kBatchChunk) {
-      const int64_t b1 = a.nb < b0 + kBatchChunk ? a.nb : b0 + kBatchChunk;
-      for (int64_t g = a.r0; g < a.r1; g += kInterleavedRows) {
-        const uint8_t* w = a.w + g * a.w_row_bytes;  // a group has the size of 16 rows
-        int64_t b = b0;
-        for (; b + 4 <= b1; b += 4) {
-          Group<4>(w, a.x + b * a.x_row_bytes, a.x_row_bytes, nblocks, a.y + b * a.ldy + g, a.ldy);
+// Q4_K x Q8_K: per super-block, sub-block sums times the 6-bit scales, minus the 6-bit mins times
+// the activation's sub-block sums (from bsums), as DotRowQ4K in gemm_scalar.cc.
+struct Q4_Kx16Kernel {
+  static constexpr int kBatchRows = 4;
+
+  // UnpackQ4KScales for 16 rows at once, one byte lane per row.
+  static void UnpackScales(const BlockQ4_Kx16& g, __m128i (&scales)[8], __m128i (&mins)[8]) {
+    const __m128i six = _mm_set1_epi8(63), four = _mm_set1_epi8(0x0f), top = _mm_set1_epi8(0x30);
+    __m128i p[12];
+    for (int j = 0; j < 12; ++j) p[j] = Load128(g.scales[j]);
+    for (int j = 0; j < 4; ++j) {
+      scales[j] = _mm_and_si128(p[j], six);
+      mins[j] = _mm_and_si128(p[j + 4], six);
+      // (p >> 6) << 4 is (p >> 2) & 0x30 per byte
+      scales[j + 4] = _mm_or_si128(_mm_and_si128(p[j + 8], four),
+                                   _mm_and_si128(_mm_srli_epi16(p[j], 2), top));
+      mins[j + 4] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(p[j + 8], 4), four),
+                                 _mm_and_si128(_mm_srli_epi16(p[j + 4], 2), top));
+    }
+  }
+
+  template <int RB>
+  static void Group(const uint8_t* w, const uint8_t* x, size_t x_row_bytes, int64_t k, float* y,
+                    int64_t ldy) {
+    const __m512i four = _mm512_set1_epi8(0x0f);
+    __m512 acc[RB];
+    for (int b = 0; b < RB; ++b) acc[b] = _mm512_setzero_ps();
+    for (int64_t ib = 0; ib < k / kQK_K; ++ib) {
+      const BlockQ4_Kx16& g = reinterpret_cast<const BlockQ4_Kx16*>(w)[ib];
+      const BlockQ8_K* xb[RB];
+      for (int b = 0; b < RB; ++b) {
+        xb[b] = reinterpret_cast<const BlockQ8_K*>(x + b * x_row_bytes) + ib;
+      }
+      __m128i scales[8], mins[8];
+      UnpackScales(g, scales, mins);
+      __m512i isum[RB];
+      for (int b = 0; b < RB; ++b) isum[b] = _mm512_setzero_si512();
+      for (int c = 0; c < 4; ++c) {
+        __m512i lo_sum[RB], hi_sum[RB];
+        for (int b = 0; b < RB; ++b) lo_sum[b] = hi_sum[b] = _mm512_setzero_si512();
+        for (int t = 0; t < 8; ++t) {
+          if (RB == 1) Prefetch<1>(g.qs[c][t][0]);
+          const __m512i q = Load512(g.qs[c][t][0]);
+          const __m512i lo = _mm512_and_si512(q, four);
+          const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), four);
+          for (int b = 0; b < RB; ++b) {
+            const int8_t* xq = xb[b]->qs + 64 * c + 4 * t;
+            lo_sum[b] = _mm512_dpbusd_epi32(lo_sum[b], lo, _mm512_set1_epi32(Load32(xq)));
+            hi_sum[b] = _mm512_dpbusd_epi32(hi_sum[b], hi, _mm512_set1_epi32(Load32(xq + 32)));
+          }
         }
-        for (; b < b1; ++b) {
-          Group<1>(w, a.x + b * a.x_row_bytes, a.x_row_bytes, nblocks, a.y + b * a.ldy + g, a.ldy);
+        const __m512i s_lo = _mm512_cvtepu8_epi32(scales[2 * c]);
+        const __m512i s_hi = _mm512_cvtepu8_epi32(scales[2 * c + 1]);
+        for (int b = 0; b < RB; ++b) {
+          const __m512i sub_sums = _mm512_add_epi32(_mm512_mullo_epi32(lo_sum[b], s_lo),
+                                                    _mm512_mullo_epi32(hi_sum[b], s_hi));
+          isum[b] = _mm512_add_epi32(isum[b], sub_sums);
         }
       }
+      const __m512 d = _mm512_cvtph_ps(Load256(reinterpret_cast<const uint8_t*>(g.d)));
+      const __m512 dmin = _mm512_cvtph_ps(Load256(reinterpret_cast<const uint8_t*>(g.dmin)));
+      for (int b = 0; b < RB; ++b) {
+        __m512i msum = _mm512_setzero_si512();
+        for (int j = 0; j < 8; ++j) {
+          const int32_t xs = xb[b]->bsums[2 * j] + xb[b]->bsums[2 * j + 1];
+          msum = _mm512_add_epi32(
+              msum, _mm512_mullo_epi32(_mm512_cvtepu8_epi32(mins[j]), _mm512_set1_epi32(xs)));
+        }
+        const __m512 dx = _mm512_set1_ps(xb[b]->d);
+        acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[b]), _mm512_mul_ps(d, dx), acc[b]);
+        acc[b] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmin, dx), acc[b]);
+      }
     }
+    for (int b = 0; b < RB; ++b) _mm512_storeu_ps(y + b * ldy, acc[b]);
+  }
+};
+
+// Q6_K x Q8_K. The 6-bit quants are used unsigned (0..63) and each 16-element sub-block's sum
+// starts at -32 x its activation sum (bsums), which makes it the sum over q - 32; then times the
+// sub-block's scale, as DotRowQ6K in gemm_scalar.cc.
+struct Q6_Kx16Kernel {
+  static constexpr int kBatchRows = 2;  // 4 x RB sub-block sums live at once
+
+  template <int RB>
+  static void Group(const uint8_t* w, const uint8_t* x, size_t x_row_bytes, int64_t k, float* y,
+                    int64_t ldy) {
+    const __m512i four = _mm512_set1_epi8(0x0f), top = _mm512_set1_epi8(0x30);
+    __m512 acc[RB];
+    for (int b = 0; b < RB; ++b) acc[b] = _mm512_setzero_ps();
+    for (int64_t ib = 0; ib < k / kQK_K; ++ib) {
+      const BlockQ6_Kx16& g = reinterpret_cast<const BlockQ6_Kx16*>(w)[ib];
+      const BlockQ8_K* xb[RB];
+      for (int b = 0; b < RB; ++b) {
+        xb[b] = reinterpret_cast<const BlockQ8_K*>(x + b * x_row_bytes) + ib;
+      }
+      __m512i isum[RB];
+      for (int b = 0; b < RB; ++b) isum[b] = _mm512_setzero_si512();
+      // Quants of element 128h + 32n + 4t + i (n = 0..3) form sub-block 8h + 2n + t / 4.
+      for (int h = 0; h < 2; ++h) {
+        for (int half = 0; half < 2; ++half) {
+          __m512i sub[RB][4];
+          for (int b = 0; b < RB; ++b) {
+            for (int n = 0; n < 4; ++n) {
+              sub[b][n] = _mm512_set1_epi32(-32 * xb[b]->bsums[8 * h + 2 * n + half]);
+            }
+          }
+          for (int t = 4 * half; t < 4 * half + 4; ++t) {
+            if (RB == 1) Prefetch<3>(g.qs[h][t][0][0]);
+            const __m512i lo = Load512(g.qs[h][t][0][0]);
+            const __m512i hi = Load512(g.qs[h][t][1][0]);
+            const __m512i bits = Load512(g.qs[h][t][2][0]);
+            __m512i q[4];
+            q[0] = _mm512_or_si512(_mm512_and_si512(lo, four),
+                                   _mm512_and_si512(_mm512_slli_epi16(bits, 4), top));
+            q[1] = _mm512_or_si512(_mm512_and_si512(hi, four),
+                                   _mm512_and_si512(_mm512_slli_epi16(bits, 2), top));
+            q[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(lo, 4), four),
+                                   _mm512_and_si512(bits, top));
+            q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(hi, 4), four),
+                                   _mm512_and_si512(_mm512_srli_epi16(bits, 2), top));
+            for (int b = 0; b < RB; ++b) {
+              const int8_t* xq = xb[b]->qs + 128 * h + 4 * t;
+              for (int n = 0; n < 4; ++n) {
+                sub[b][n] = _mm512_dpbusd_epi32(sub[b][n], q[n],
+                                                _mm512_set1_epi32(Load32(xq + 32 * n)));
+              }
+            }
+          }
+          for (int n = 0; n < 4; ++n) {
+            const __m512i scale = _mm512_cvtepi8_epi32(Load128(
+                reinterpret_cast<const uint8_t*>(g.scales[8 * h + 2 * n + half])));
+            for (int b = 0; b < RB; ++b) {
+              isum[b] = _mm512_add_epi32(isum[b], _mm512_mullo_epi32(sub[b][n], scale));
+            }
+          }
+        }
+      }
+      const __m512 d = _mm512_cvtph_ps(Load256(reinterpret_cast<const uint8_t*>(g.d)));
+      for (int b = 0; b < RB; ++b) {
+        acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[b]),
+                                 _mm512_mul_ps(d, _mm512_set1_ps(xb[b]->d)), acc[b]);
+      }
+    }
+    for (int b = 0; b < RB; ++b) _mm512_storeu_ps(y + b * ldy, acc[b]);
   }
 };
 
@@ -513,7 +673,9 @@ const KernelTable& Avx512Kernels() {
                                  RunTiles<Q8DotKernel<Q4_0Weights>>,
                                  RunTiles<Q4KKernel>,
                                  RunTiles<Q6KKernel>,
-                                 Q8_0x16Kernel::Run,
+                                 RunGroups<Q8_0x16Kernel>,
+                                 RunGroups<Q4_Kx16Kernel>,
+                                 RunGroups<Q6_Kx16Kernel>,
                                  DotF32,
                                  DotF16F32,
                                  AxpyF32,

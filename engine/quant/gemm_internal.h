@@ -30,9 +30,9 @@ using GemmFn = void (*)(const GemmArgs& args);
 struct KernelTable {
   // One GemmRows kernel per weight type (activations already in DotTypeFor(type)).
   GemmFn f32, f16, bf16, q8_0, q4_0, q4_k, q6_k;
-  // Q8_0 weights interleaved 16 rows at a time (interleave.h) x its activations; r0 and r1 are
-  // multiples of 16, every row in a whole group.
-  GemmFn q8_0_x16;
+  // Weights interleaved 16 rows at a time (interleave.h) x their activations, rows [r0, r1) in
+  // whole groups; null where the path has no such kernel.
+  GemmFn q8_0_x16, q4_k_x16, q6_k_x16;
   float (*dot_f32)(const float* a, const float* b, int64_t n);
   float (*dot_f16_f32)(const uint16_t* a, const float* b, int64_t n);
   void (*axpy_f32)(float alpha, const float* x, float* y, int64_t n);

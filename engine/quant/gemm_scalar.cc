@@ -126,29 +126,6 @@ void Gemm(const GemmArgs& a) {
   }
 }
 
-// Interleaved Q8_0 (BlockQ8_0x16): each block's integer sum, minus 128 times the activation
-// block's sum to undo the stored offset, scaled like DotRowQ8_0.
-void GemmQ8_0x16(const GemmArgs& a) {
-  const int64_t nblocks = a.k / kQK8_0;
-  for (int64_t b = 0; b < a.nb; ++b) {
-    const uint8_t* x = a.x + b * a.x_row_bytes;
-    const BlockQ8_0* xb = reinterpret_cast<const BlockQ8_0*>(x);
-    const int32_t* xsum = reinterpret_cast<const int32_t*>(x + nblocks * sizeof(BlockQ8_0));
-    for (int64_t g = a.r0; g < a.r1; g += kInterleavedRows) {
-      const BlockQ8_0x16* w = reinterpret_cast<const BlockQ8_0x16*>(a.w + g * a.w_row_bytes);
-      for (int r = 0; r < kInterleavedRows; ++r) {
-        float sum = 0;
-        for (int64_t i = 0; i < nblocks; ++i) {
-          int sumi = -128 * xsum[i];
-          for (int j = 0; j < kQK8_0; ++j) sumi += w[i].qs[j / 4][r][j % 4] * xb[i].qs[j];
-          sum += sumi * (Fp16ToFp32(w[i].d[r]) * Fp16ToFp32(xb[i].d));
-        }
-        a.y[b * a.ldy + g + r] = sum;
-      }
-    }
-  }
-}
-
 float DotF32(const float* a, const float* b, int64_t n) {
   float sum = 0;
   for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
@@ -178,9 +155,9 @@ void Fp32ToFp16Row(const float* x, uint16_t* y, int64_t n) {
 const KernelTable& ScalarKernels() {
   static const KernelTable table{Gemm<DotRowF32>,  Gemm<DotRowF16>,  Gemm<DotRowBf16>,
                                  Gemm<DotRowQ8_0>, Gemm<DotRowQ4_0>, Gemm<DotRowQ4K>,
-                                 Gemm<DotRowQ6K>,  GemmQ8_0x16,      DotF32,
-                                 DotF16F32,        AxpyF32,          AxpyF16F32,
-                                 Fp32ToFp16Row};
+                                 Gemm<DotRowQ6K>,  nullptr,          nullptr,
+                                 nullptr,          DotF32,           DotF16F32,
+                                 AxpyF32,          AxpyF16F32,       Fp32ToFp16Row};
   return table;
 }
 

@@ -1,9 +1,9 @@
 #include "engine/quant/interleave.h"
 
 #include <cstring>
+#include <vector>
 
 #include "engine/quant/blocks.h"
-#include "engine/quant/fp16.h"
 #include "engine/quant/gemm.h"
 #include "engine/quant/gemm_internal.h"
 #include "engine/quant/quant.h"
@@ -13,35 +13,108 @@ namespace memoria {
 
 namespace {
 
-void CheckInterleavable(const char* function, GgmlType type) {
-  if (type != GgmlType::kQ8_0) DieUnsupportedType(function, type);
+// Where the bytes of one row's block go in a group block: `length` bytes at `row_offset` of row
+// r's block sit at group_offset + r * row_stride of the group block, xor-ed with `flip` (Q8_0
+// stores quants + 128, which is q ^ 0x80 and its own inverse).
+struct Run {
+  size_t row_offset, group_offset, row_stride, length;
+  uint8_t flip;
+};
+
+using gemm_internal::GemmFn;
+using gemm_internal::KernelTable;
+
+struct Format {
+  std::vector<Run> runs;
+  GemmFn KernelTable::*kernel;  // its kernel in each path's table (null: none on that path)
+};
+
+// The layouts of blocks.h as runs.
+const Format* FormatOf(GgmlType type) {
+  static const Format q8_0 = [] {
+    Format f{{{0, 0, 2, 2, 0}}, &KernelTable::q8_0_x16};
+    for (size_t c = 0; c < kQK8_0 / 4; ++c) f.runs.push_back({2 + 4 * c, 32 + 64 * c, 4, 4, 0x80});
+    return f;
+  }();
+  static const Format q4_k = [] {
+    Format f{{{0, 0, 2, 2, 0}, {2, 32, 2, 2, 0}}, &KernelTable::q4_k_x16};
+    for (size_t j = 0; j < 12; ++j) f.runs.push_back({4 + j, 64 + 16 * j, 1, 1, 0});
+    for (size_t i = 0; i < 32; ++i) f.runs.push_back({16 + 4 * i, 256 + 64 * i, 4, 4, 0});
+    return f;
+  }();
+  static const Format q6_k = [] {
+    Format f{{}, &KernelTable::q6_k_x16};
+    for (size_t h = 0; h < 2; ++h) {
+      for (size_t t = 0; t < 8; ++t) {
+        const size_t vectors = 192 * (8 * h + t);
+        f.runs.push_back({64 * h + 4 * t, vectors, 4, 4, 0});            // ql, low nibbles first
+        f.runs.push_back({64 * h + 32 + 4 * t, vectors + 64, 4, 4, 0});  // ql, second half
+        f.runs.push_back({128 + 32 * h + 4 * t, vectors + 128, 4, 4, 0});  // qh
+      }
+    }
+    for (size_t j = 0; j < 16; ++j) f.runs.push_back({192 + j, 3072 + 16 * j, 1, 1, 0});  // scales
+    f.runs.push_back({208, 3328, 2, 2, 0});                                                // d
+    return f;
+  }();
+  switch (type) {
+    case GgmlType::kQ8_0:
+      return &q8_0;
+    case GgmlType::kQ4_K:
+      return &q4_k;
+    case GgmlType::kQ6_K:
+      return &q6_k;
+    default:
+      return nullptr;
+  }
 }
 
-// Rows [0, whole_rows) are interleaved.
+const Format& CheckedFormatOf(const char* function, GgmlType type) {
+  const Format* f = FormatOf(type);
+  if (f == nullptr) DieUnsupportedType(function, type);
+  return *f;
+}
+
+void Copy(const Run& run, const uint8_t* from, uint8_t* to) {
+  for (size_t i = 0; i < run.length; ++i) to[i] = from[i] ^ run.flip;
+}
+
+// Rows [0, WholeGroupRows(rows)) are interleaved.
 int64_t WholeGroupRows(int64_t rows) { return rows / kInterleavedRows * kInterleavedRows; }
+
+// Row r (< 16) of the group at `group` in row layout.
+void DeinterleaveGroupRow(const Format& f, const uint8_t* group, int r, int64_t nblocks,
+                          size_t block_bytes, uint8_t* row) {
+  const size_t group_block_bytes = kInterleavedRows * block_bytes;
+  for (int64_t ib = 0; ib < nblocks; ++ib) {
+    for (const Run& run : f.runs) {
+      Copy(run, group + ib * group_block_bytes + run.group_offset + r * run.row_stride,
+           row + ib * block_bytes + run.row_offset);
+    }
+  }
+}
 
 }  // namespace
 
 bool PrefersInterleavedRows(GgmlType type) {
-  return type == GgmlType::kQ8_0 && ActiveCpuIsa() == CpuIsa::kAvx512;
+  const Format* f = FormatOf(type);
+  return f != nullptr && gemm_internal::ActiveKernels().*(f->kernel) != nullptr;
 }
 
 void InterleaveRows(GgmlType type, const void* src, int64_t rows, int64_t k, void* dst) {
-  CheckInterleavable("InterleaveRows", type);
+  const Format& f = CheckedFormatOf("InterleaveRows", type);
   const size_t row_bytes = GgmlRowBytes(type, k);
-  const int64_t nblocks = k / kQK8_0;
+  const size_t block_bytes = TraitsOf(type).block_bytes;
+  const int64_t nblocks = k / TraitsOf(type).block_size;
   const int64_t whole = WholeGroupRows(rows);
   const auto* in = static_cast<const uint8_t*>(src);
   auto* out = static_cast<uint8_t*>(dst);
   for (int64_t g = 0; g < whole; g += kInterleavedRows) {
-    auto* group = reinterpret_cast<BlockQ8_0x16*>(out + g * row_bytes);
     for (int64_t ib = 0; ib < nblocks; ++ib) {
-      BlockQ8_0x16& packed = group[ib];
+      uint8_t* group_block = out + g * row_bytes + ib * kInterleavedRows * block_bytes;
       for (int r = 0; r < kInterleavedRows; ++r) {
-        const auto* b = reinterpret_cast<const BlockQ8_0*>(in + (g + r) * row_bytes) + ib;
-        packed.d[r] = b->d;
-        for (int i = 0; i < kQK8_0; ++i) {
-          packed.qs[i / 4][r][i % 4] = static_cast<uint8_t>(b->qs[i] + 128);
+        const uint8_t* block = in + (g + r) * row_bytes + ib * block_bytes;
+        for (const Run& run : f.runs) {
+          Copy(run, block + run.row_offset, group_block + run.group_offset + r * run.row_stride);
         }
       }
     }
@@ -49,34 +122,34 @@ void InterleaveRows(GgmlType type, const void* src, int64_t rows, int64_t k, voi
   std::memcpy(out + whole * row_bytes, in + whole * row_bytes, (rows - whole) * row_bytes);
 }
 
-void DequantizeInterleavedRow(GgmlType type, const void* w, int64_t rows, int64_t row, int64_t k,
-                              float* out) {
-  CheckInterleavable("DequantizeInterleavedRow", type);
+void DeinterleaveRow(GgmlType type, const void* w, int64_t rows, int64_t row, int64_t k,
+                     void* out) {
+  const Format& f = CheckedFormatOf("DeinterleaveRow", type);
   const size_t row_bytes = GgmlRowBytes(type, k);
   const auto* base = static_cast<const uint8_t*>(w);
-  if (row >= WholeGroupRows(rows)) return DequantizeRow(type, base + row * row_bytes, out, k);
-  const int64_t g = row / kInterleavedRows * kInterleavedRows;
-  const int r = static_cast<int>(row - g);
-  const auto* group = reinterpret_cast<const BlockQ8_0x16*>(base + g * row_bytes);
-  for (int64_t ib = 0; ib < k / kQK8_0; ++ib) {
-    const float d = Fp16ToFp32(group[ib].d[r]);
-    for (int i = 0; i < kQK8_0; ++i) {
-      out[ib * kQK8_0 + i] = d * static_cast<float>(group[ib].qs[i / 4][r][i % 4] - 128);
-    }
+  if (row >= WholeGroupRows(rows)) {
+    std::memcpy(out, base + row * row_bytes, row_bytes);
+    return;
   }
+  const int64_t g = row / kInterleavedRows * kInterleavedRows;
+  DeinterleaveGroupRow(f, base + g * row_bytes, static_cast<int>(row - g),
+                       k / TraitsOf(type).block_size, TraitsOf(type).block_bytes,
+                       static_cast<uint8_t*>(out));
 }
 
 size_t InterleavedActivationRowBytes(GgmlType type, int64_t k) {
-  CheckInterleavable("InterleavedActivationRowBytes", type);
-  return GgmlRowBytes(GgmlType::kQ8_0, k) + (k / kQK8_0) * sizeof(int32_t);
+  CheckedFormatOf("InterleavedActivationRowBytes", type);
+  const size_t row = GgmlRowBytes(DotTypeFor(type), k);
+  return type == GgmlType::kQ8_0 ? row + (k / kQK8_0) * sizeof(int32_t) : row;
 }
 
 void ConvertInterleavedActivationRow(GgmlType type, const float* x, void* out, int64_t k) {
-  CheckInterleavable("ConvertInterleavedActivationRow", type);
-  ConvertActivationRow(GgmlType::kQ8_0, x, out, k);
+  CheckedFormatOf("ConvertInterleavedActivationRow", type);
+  ConvertActivationRow(DotTypeFor(type), x, out, k);
+  if (type != GgmlType::kQ8_0) return;  // Q8_K rows carry their sums (bsums)
   const auto* blocks = static_cast<const BlockQ8_0*>(out);
   const int64_t nblocks = k / kQK8_0;
-  auto* sums = reinterpret_cast<uint8_t*>(out) + nblocks * sizeof(BlockQ8_0);
+  auto* sums = static_cast<uint8_t*>(out) + nblocks * sizeof(BlockQ8_0);
   for (int64_t ib = 0; ib < nblocks; ++ib) {
     int32_t sum = 0;
     for (int i = 0; i < kQK8_0; ++i) sum += blocks[ib].qs[i];
@@ -87,28 +160,34 @@ void ConvertInterleavedActivationRow(GgmlType type, const float* x, void* out, i
 void GemmInterleavedRows(GgmlType type, const void* w, int64_t rows, int64_t k, int64_t r0,
                          int64_t r1, const void* xq, size_t xq_row_bytes, int64_t nb, float* y,
                          int64_t ldy) {
-  CheckInterleavable("GemmInterleavedRows", type);
+  const Format& f = CheckedFormatOf("GemmInterleavedRows", type);
   if (r0 >= r1 || nb <= 0) return;
   const int64_t whole = WholeGroupRows(rows);
   const size_t row_bytes = GgmlRowBytes(type, k);
-  if (r0 < whole) {
-    const gemm_internal::GemmArgs args{static_cast<const uint8_t*>(w),
-                                       row_bytes,
-                                       k,
-                                       r0,
-                                       r1 < whole ? r1 : whole,
-                                       static_cast<const uint8_t*>(xq),
-                                       xq_row_bytes,
-                                       nb,
-                                       y,
-                                       ldy};
-    gemm_internal::ActiveKernels().q8_0_x16(args);
+  const auto* base = static_cast<const uint8_t*>(w);
+  const int64_t g1 = r1 < whole ? r1 : whole;
+  if (r0 < g1) {
+    const GemmFn kernel = gemm_internal::ActiveKernels().*(f.kernel);
+    if (kernel != nullptr) {
+      kernel({base, row_bytes, k, r0, g1, static_cast<const uint8_t*>(xq), xq_row_bytes, nb, y,
+              ldy});
+    } else {
+      // A path without interleaved kernels (a test switched paths after loading): back to rows.
+      std::vector<uint8_t> group(kInterleavedRows * row_bytes);
+      for (int64_t g = r0; g < g1; g += kInterleavedRows) {
+        for (int r = 0; r < kInterleavedRows; ++r) {
+          DeinterleaveGroupRow(f, base + g * row_bytes, r, k / TraitsOf(type).block_size,
+                               TraitsOf(type).block_bytes, group.data() + r * row_bytes);
+        }
+        GemmRows(type, group.data(), row_bytes, k, 0, kInterleavedRows, xq, xq_row_bytes, nb,
+                 y + g, ldy);
+      }
+    }
   }
   // The rows after the last whole group are in row layout, and the row kernels read only the
-  // Q8_0 part of each activation row.
+  // DotTypeFor(type) part of each activation row.
   if (r1 > whole) {
-    const int64_t t0 = r0 > whole ? r0 : whole;
-    GemmRows(type, w, row_bytes, k, t0, r1, xq, xq_row_bytes, nb, y, ldy);
+    GemmRows(type, w, row_bytes, k, r0 > whole ? r0 : whole, r1, xq, xq_row_bytes, nb, y, ldy);
   }
 }
 

@@ -6,10 +6,10 @@
 // In the GGUF row layout a decode kernel multiplies each row with the activations separately:
 // per 32-element block it loads the row's scale, offsets and multiplies 32 quants, and at the end
 // reduces the row's vector to one number. That work per byte leaves the AVX-512 Q8_0 kernel
-// compute-bound at ~75% of memory bandwidth on two cores. Interleaved (BlockQ8_0x16 in blocks.h),
-// one vpdpbusd multiplies 4 quants of 16 rows at once with 4 broadcast activation quants, the 16
-// lanes of the result are the 16 rows' block sums, and no reduction is left: ~3x fewer
-// instructions per byte, which lets decode stream at the memory's speed.
+// compute-bound at ~75% of memory bandwidth on two cores. Interleaved (BlockQ8_0x16 and friends in
+// blocks.h), one vpdpbusd multiplies 4 quants of 16 rows at once with 4 broadcast activation
+// quants, the 16 lanes of the result are the 16 rows' block sums, and no reduction is left: ~3x
+// fewer instructions per byte, which lets decode stream at the memory's speed.
 //
 // A matrix of `rows` rows stores rows [0, 16 * (rows / 16)) as groups of 16 interleaved rows and
 // the remaining rows in row layout at their usual offsets (a group has the size of 16 rows).
@@ -21,20 +21,25 @@
 
 namespace memoria {
 
-// Whether the active CPU kernels compute `type` faster interleaved (Q8_0 on AVX-512); every
-// kernel path computes interleaved weights correctly, so this only decides whether to repack.
+// The types that have an interleaved layout: Q8_0, Q4_K, Q6_K (blocks.h).
+//
+// Whether the active CPU path has interleaved kernels for `type` (AVX-512). Every path computes
+// interleaved weights correctly (without kernels, by restoring rows), so this only decides
+// whether repacking pays.
 bool PrefersInterleavedRows(GgmlType type);
 
 // Repacks a row-layout matrix (rows x k, rows GgmlRowBytes(type, k) apart) into `dst` of the same
-// size. type must be Q8_0.
+// size.
 void InterleaveRows(GgmlType type, const void* src, int64_t rows, int64_t k, void* dst);
 
-// Row `row` of an interleaved matrix as floats, bit-exact with DequantizeRow of the original.
-void DequantizeInterleavedRow(GgmlType type, const void* w, int64_t rows, int64_t row, int64_t k,
-                              float* out);
+// Row `row` of an interleaved matrix in row layout (GgmlRowBytes(type, k) bytes), byte for byte
+// the row before repacking.
+void DeinterleaveRow(GgmlType type, const void* w, int64_t rows, int64_t row, int64_t k,
+                     void* out);
 
-// Activations for interleaved weights: the DotTypeFor(type) row followed by each block's sum of
-// quants (int32), with which the kernels undo the weights' +128 offset.
+// Activations for interleaved weights: the DotTypeFor(type) row, for Q8_0 followed by each
+// block's sum of quants (int32), with which the kernels undo the weights' +128 offset (Q8_K rows
+// carry such sums already).
 size_t InterleavedActivationRowBytes(GgmlType type, int64_t k);
 void ConvertInterleavedActivationRow(GgmlType type, const float* x, void* out, int64_t k);
 

@@ -4,9 +4,11 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "engine/gguf/ggml_type.h"
+#include "engine/quant/blocks.h"
 #include "engine/quant/gemm.h"
 #include "engine/quant/interleave.h"
 #include "engine/quant/quant.h"
@@ -24,53 +26,76 @@ std::vector<float> Gaussian(int64_t n, std::mt19937* rng) {
   return x;
 }
 
-// A Q8_0 matrix in row layout and interleaved, and activations in both kernels' formats.
+const GgmlType kInterleavedTypes[] = {GgmlType::kQ8_0, GgmlType::kQ4_K, GgmlType::kQ6_K};
+
+// Activation rows as the kernels see them, turned back into floats.
+std::vector<float> DequantizeActivation(GgmlType dot_type, const uint8_t* row, int64_t k) {
+  std::vector<float> out(k);
+  if (dot_type == GgmlType::kQ8_K) {
+    const BlockQ8_K* blocks = reinterpret_cast<const BlockQ8_K*>(row);
+    for (int64_t i = 0; i < k; ++i) out[i] = blocks[i / kQK_K].d * blocks[i / kQK_K].qs[i % kQK_K];
+  } else {
+    DequantizeRow(dot_type, row, out.data(), k);
+  }
+  return out;
+}
+
+// A matrix in row layout and interleaved, and activations in the interleaved kernels' format.
 struct Problem {
+  GgmlType type;
   int64_t rows, k, nb;
   size_t row_bytes, x_row_bytes;
   std::vector<uint8_t> w, w_interleaved, xq;
   std::vector<float> w_deq, x_deq;  // what the kernels multiply, as floats
 
-  Problem(int64_t rows_in, int64_t k_in, int64_t nb_in, uint32_t seed)
-      : rows(rows_in), k(k_in), nb(nb_in) {
+  Problem(GgmlType t, int64_t rows_in, int64_t k_in, int64_t nb_in, uint32_t seed)
+      : type(t), rows(rows_in), k(k_in), nb(nb_in) {
     std::mt19937 rng(seed);
-    row_bytes = GgmlRowBytes(GgmlType::kQ8_0, k);
-    x_row_bytes = InterleavedActivationRowBytes(GgmlType::kQ8_0, k);
+    row_bytes = GgmlRowBytes(type, k);
+    x_row_bytes = InterleavedActivationRowBytes(type, k);
     w.resize(rows * row_bytes);
     w_deq.resize(rows * k);
     for (int64_t r = 0; r < rows; ++r) {
       const std::vector<float> row = Gaussian(k, &rng);
-      QuantizeRow(GgmlType::kQ8_0, row.data(), w.data() + r * row_bytes, k);
-      DequantizeRow(GgmlType::kQ8_0, w.data() + r * row_bytes, w_deq.data() + r * k, k);
+      QuantizeRow(type, row.data(), w.data() + r * row_bytes, k);
+      DequantizeRow(type, w.data() + r * row_bytes, w_deq.data() + r * k, k);
     }
     w_interleaved.assign(w.size(), 0xee);
-    InterleaveRows(GgmlType::kQ8_0, w.data(), rows, k, w_interleaved.data());
+    InterleaveRows(type, w.data(), rows, k, w_interleaved.data());
     xq.resize(nb * x_row_bytes);
     x_deq.resize(nb * k);
     for (int64_t b = 0; b < nb; ++b) {
       const std::vector<float> x = Gaussian(k, &rng);
-      ConvertInterleavedActivationRow(GgmlType::kQ8_0, x.data(), xq.data() + b * x_row_bytes, k);
-      DequantizeRow(GgmlType::kQ8_0, xq.data() + b * x_row_bytes, x_deq.data() + b * k, k);
+      ConvertInterleavedActivationRow(type, x.data(), xq.data() + b * x_row_bytes, k);
+      const std::vector<float> d =
+          DequantizeActivation(DotTypeFor(type), xq.data() + b * x_row_bytes, k);
+      std::copy(d.begin(), d.end(), x_deq.begin() + b * k);
     }
   }
 
   std::vector<float> Run(int64_t r0, int64_t r1, int64_t ldy) const {
     std::vector<float> y(nb * ldy, kUntouched);
-    GemmInterleavedRows(GgmlType::kQ8_0, w_interleaved.data(), rows, k, r0, r1, xq.data(),
-                        x_row_bytes, nb, y.data(), ldy);
+    GemmInterleavedRows(type, w_interleaved.data(), rows, k, r0, r1, xq.data(), x_row_bytes, nb,
+                        y.data(), ldy);
     return y;
   }
 };
 
-TEST(InterleaveTest, RowsDequantizeExactlyAsBeforeRepacking) {
-  for (int64_t rows : {5, 16, 37}) {  // all tail, one whole group, two groups and a tail
-    for (int64_t k : {32, 96, 1056}) {
-      const Problem p(rows, k, 1, static_cast<uint32_t>(rows * k));
-      std::vector<float> row(k);
-      for (int64_t r = 0; r < rows; ++r) {
-        DequantizeInterleavedRow(GgmlType::kQ8_0, p.w_interleaved.data(), rows, r, k, row.data());
-        for (int64_t i = 0; i < k; ++i) {
-          ASSERT_EQ(row[i], p.w_deq[r * k + i]) << "rows=" << rows << " k=" << k << " r=" << r;
+std::vector<int64_t> KsFor(GgmlType type) {
+  if (type == GgmlType::kQ8_0) return {32, 96, 1056};
+  return {256, 768};
+}
+
+TEST(InterleaveTest, DeinterleavingRestoresEveryRowByteForByte) {
+  for (GgmlType type : kInterleavedTypes) {
+    for (int64_t rows : {5, 16, 37}) {  // all tail, one whole group, two groups and a tail
+      for (int64_t k : KsFor(type)) {
+        const Problem p(type, rows, k, 1, static_cast<uint32_t>(rows * k));
+        std::vector<uint8_t> row(p.row_bytes);
+        for (int64_t r = 0; r < rows; ++r) {
+          DeinterleaveRow(type, p.w_interleaved.data(), rows, r, k, row.data());
+          ASSERT_TRUE(std::equal(row.begin(), row.end(), p.w.begin() + r * p.row_bytes))
+              << TraitsOf(type).name << " rows=" << rows << " k=" << k << " r=" << r;
         }
       }
     }
@@ -79,7 +104,6 @@ TEST(InterleaveTest, RowsDequantizeExactlyAsBeforeRepacking) {
 
 TEST(InterleaveTest, ActivationRowIsQ8_0FollowedByBlockSums) {
   const int64_t k = 96;
-  const Problem p(1, k, 1, 7);
   std::vector<float> x(k);
   for (int64_t i = 0; i < k; ++i) x[i] = 0.25f * static_cast<float>(i % 9) - 1.0f;
   std::vector<uint8_t> got(InterleavedActivationRowBytes(GgmlType::kQ8_0, k));
@@ -97,15 +121,18 @@ TEST(InterleaveTest, ActivationRowIsQ8_0FollowedByBlockSums) {
   }
 }
 
-class InterleavedGemmTest : public ::testing::TestWithParam<CpuIsa> {
+class InterleavedGemmTest : public ::testing::TestWithParam<std::tuple<GgmlType, CpuIsa>> {
  protected:
   void SetUp() override {
-    if (static_cast<int>(GetParam()) > static_cast<int>(DetectedCpuIsa())) {
-      GTEST_SKIP() << CpuIsaName(GetParam()) << " not supported by this CPU";
+    if (static_cast<int>(isa()) > static_cast<int>(DetectedCpuIsa())) {
+      GTEST_SKIP() << CpuIsaName(isa()) << " not supported by this CPU";
     }
-    SetCpuIsaForTesting(GetParam());
+    SetCpuIsaForTesting(isa());
   }
   void TearDown() override { SetCpuIsaForTesting(DetectedCpuIsa()); }
+
+  GgmlType type() const { return std::get<0>(GetParam()); }
+  CpuIsa isa() const { return std::get<1>(GetParam()); }
 };
 
 // Every output against a double-precision dot product of what the kernel multiplies (only float
@@ -120,11 +147,11 @@ TEST_P(InterleavedGemmTest, MatchesReferenceForShapesAndRanges) {
                           {37, 4, 0, 16, 1},  {48, 5, 16, 32, 0}, {5, 2, 0, 5, 0},
                           {32, 70, 0, 32, 2}, {21, 9, 16, 21, 0}};
   uint32_t seed = 1;
-  for (int64_t k : {32, 96, 1056}) {
+  for (int64_t k : KsFor(type())) {
     for (const Shape& s : shapes) {
       SCOPED_TRACE(::testing::Message() << "k=" << k << " rows=" << s.rows << " nb=" << s.nb
                                         << " r=[" << s.r0 << "," << s.r1 << ")");
-      const Problem p(s.rows, k, s.nb, seed++);
+      const Problem p(type(), s.rows, k, s.nb, seed++);
       const int64_t ldy = s.rows + s.ldy_extra;
       const std::vector<float> y = p.Run(s.r0, s.r1, ldy);
       for (int64_t b = 0; b < s.nb; ++b) {
@@ -148,28 +175,30 @@ TEST_P(InterleavedGemmTest, MatchesReferenceForShapesAndRanges) {
 }
 
 TEST_P(InterleavedGemmTest, ZeroWeightsGiveZero) {
-  Problem p(32, 256, 3, 5);
+  Problem p(type(), 32, 256, 3, 5);
   std::vector<float> zeros(p.k, 0.0f);
   for (int64_t r = 0; r < p.rows; ++r) {
-    QuantizeRow(GgmlType::kQ8_0, zeros.data(), p.w.data() + r * p.row_bytes, p.k);
+    QuantizeRow(type(), zeros.data(), p.w.data() + r * p.row_bytes, p.k);
   }
-  InterleaveRows(GgmlType::kQ8_0, p.w.data(), p.rows, p.k, p.w_interleaved.data());
+  InterleaveRows(type(), p.w.data(), p.rows, p.k, p.w_interleaved.data());
   for (float v : p.Run(0, 32, 32)) EXPECT_EQ(v, 0.0f);
 }
 
 TEST_P(InterleavedGemmTest, RepacksOnlyWhereTheKernelsAreFaster) {
-  EXPECT_EQ(PrefersInterleavedRows(GgmlType::kQ8_0), GetParam() == CpuIsa::kAvx512);
-  for (GgmlType t : {GgmlType::kF32, GgmlType::kF16, GgmlType::kQ4_0, GgmlType::kQ4_K,
-                     GgmlType::kQ6_K}) {
+  EXPECT_EQ(PrefersInterleavedRows(type()), isa() == CpuIsa::kAvx512);
+  for (GgmlType t : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ4_0}) {
     EXPECT_FALSE(PrefersInterleavedRows(t)) << TraitsOf(t).name;
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isas, InterleavedGemmTest,
-                         ::testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512),
-                         [](const ::testing::TestParamInfo<CpuIsa>& info) {
-                           return std::string(CpuIsaName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    TypesAndIsas, InterleavedGemmTest,
+    ::testing::Combine(::testing::ValuesIn(kInterleavedTypes),
+                       ::testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512)),
+    [](const ::testing::TestParamInfo<std::tuple<GgmlType, CpuIsa>>& info) {
+      return std::string(TraitsOf(std::get<0>(info.param)).name) + "_" +
+             CpuIsaName(std::get<1>(info.param));
+    });
 
 }  // namespace
 }  // namespace memoria

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include <sys/mman.h>
 
@@ -206,13 +207,14 @@ inline float* RowF32(const Tensor& t, int64_t r) {
 
 void CpuBackend::Embed(const Tensor& table, std::span<const int32_t> ids, Tensor* out) {
   pool_.Run(static_cast<int64_t>(ids.size()), [&](int64_t i) {
+    const void* row = static_cast<const char*>(table.data) + ids[i] * table.row_bytes;
+    std::vector<uint8_t> restored;
     if (table.layout == TensorLayout::kInterleaved16) {
-      DequantizeInterleavedRow(table.type, table.data, table.rows, ids[i], table.cols,
-                               RowF32(*out, i));
-    } else {
-      DequantizeRow(table.type, static_cast<const char*>(table.data) + ids[i] * table.row_bytes,
-                    RowF32(*out, i), table.cols);
+      restored.resize(table.row_bytes);
+      DeinterleaveRow(table.type, table.data, table.rows, ids[i], table.cols, restored.data());
+      row = restored.data();
     }
+    DequantizeRow(table.type, row, RowF32(*out, i), table.cols);
   });
 }
 
