@@ -1,7 +1,7 @@
 // Google Benchmark of the GemmRows kernels: bytes of weights streamed per second for every weight
 // type and kernel path, at decode (nb = 1) and batch (nb = 32) sizes, single-threaded, and the
-// decode case on the engine's thread pool with 2 threads. A streaming read of a large array gives
-// the memory-bandwidth bound the decode numbers should approach.
+// decode case on the engine's thread pool with 2 threads. ReadBandwidth gives the memory-bandwidth
+// bound the decode numbers should approach.
 //   kernels_bench --benchmark_filter='nb:1/'
 #include <benchmark/benchmark.h>
 
@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/read_bandwidth.h"
 #include "engine/gguf/ggml_type.h"
 #include "engine/quant/gemm.h"
 #include "engine/quant/interleave.h"
@@ -69,8 +70,8 @@ void BM_GemmRows(benchmark::State& state, GgmlType type, CpuIsa isa, int64_t row
 
 // Decode (nb = 1) of a matrix beyond L3 on the engine's thread pool, rows split into blocks as
 // CpuBackend::MatMul splits them (8 per thread, multiples of 16 rows): the multi-threaded rate to
-// compare with StreamSum at the same thread count. `interleaved`: the weights repacked as the CPU
-// backend repacks them where PrefersInterleavedRows (engine/quant/interleave.h).
+// compare with ReadBandwidth at the same thread count. `interleaved`: the weights repacked as
+// the CPU backend repacks them where PrefersInterleavedRows (engine/quant/interleave.h).
 void BM_GemmRowsPool(benchmark::State& state, GgmlType type, bool interleaved, int n_threads) {
   constexpr int64_t kRows = 32768, kK = 4096;
   size_t w_row_bytes;
@@ -109,24 +110,11 @@ void BM_GemmRowsPool(benchmark::State& state, GgmlType type, bool interleaved, i
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(w.size()));
 }
 
-// The read-bandwidth bound: threads summing disjoint slices of one 512 MiB array of 64-bit
-// integers (integer adds vectorize without reassociation concerns, so the loop is limited by
-// memory, not the adds). With N threads the reported rate is the machine's aggregate bandwidth,
-// the bound for an N-thread decode.
-void BM_StreamSum(benchmark::State& state) {
-  static const std::vector<uint64_t>* data = [] {
-    auto* d = new std::vector<uint64_t>(static_cast<size_t>(512) << 20 >> 3);
-    for (size_t i = 0; i < d->size(); ++i) (*d)[i] = i;
-    return d;
-  }();
-  const size_t slice = data->size() / state.threads();
-  const uint64_t* begin = data->data() + slice * state.thread_index();
-  for (auto _ : state) {
-    uint64_t sum = 0;
-    for (size_t i = 0; i < slice; ++i) sum += begin[i];
-    benchmark::DoNotOptimize(sum);
-  }
-  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(slice * sizeof(uint64_t)));
+// The read-bandwidth bound (ReadBandwidthProbe) with N threads: the bound for an N-thread decode.
+void BM_ReadBandwidth(benchmark::State& state, int n_threads) {
+  ReadBandwidthProbe probe(n_threads);
+  for (auto _ : state) state.SetIterationTime(probe.bytes() / probe.Measure(1));
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(probe.bytes()));
 }
 
 void RegisterAll() {
@@ -141,7 +129,7 @@ void RegisterAll() {
         benchmark::RegisterBenchmark(name.c_str(), BM_GemmRows, type, isa, 2048, 2048, nb);
       }
       // Decode from a matrix well beyond L3 (75 MiB in q4_K): the number to compare with
-      // StreamSum.
+      // ReadBandwidth.
       const std::string big = std::string("GemmRows/") + std::string(TraitsOf(type).name) + "/" +
                               CpuIsaName(isa) + "/nb:1/32768x4096";
       benchmark::RegisterBenchmark(big.c_str(), BM_GemmRows, type, isa, 32768, 4096, 1);
@@ -159,7 +147,10 @@ void RegisterAll() {
       }
     }
   }
-  benchmark::RegisterBenchmark("StreamSum/512MiB", BM_StreamSum)->ThreadRange(1, 2)->UseRealTime();
+  for (int n_threads : {1, 2}) {
+    const std::string name = "ReadBandwidth/512MiB/threads:" + std::to_string(n_threads);
+    benchmark::RegisterBenchmark(name.c_str(), BM_ReadBandwidth, n_threads)->UseManualTime();
+  }
 }
 
 }  // namespace

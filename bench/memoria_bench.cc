@@ -6,8 +6,10 @@
 //   entries per memory layer (the first half) and KV head, random f16 K/V in stable pages, with
 //   its own tokens from position 128 (MEMORY.md "parallel" positions).
 // Each test is repeated -r times; the median and spread are printed. --device cpu|cuda|auto picks
-// the backend; on CUDA the batch-1 decode bound (weight bytes / measured copy bandwidth) is
-// printed too.
+// the backend. The batch-1 decode bound (weight bytes per token / measured bandwidth) is printed
+// too: on CUDA from a device copy, on the CPU from ReadBandwidthProbe with as many threads as the
+// engine uses, measured right after each tgN repeat (this VM's bandwidth drifts by up to 30%
+// within minutes, so each repeat is compared with its own measurement).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -16,11 +18,13 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "bench/read_bandwidth.h"
 #include "client/cli/flags.h"
 #include "engine/model/model.h"
 #include "engine/quant/fp16.h"
 #include "engine/quant/gemm.h"
 #include "engine/util/status_macros.h"
+#include "engine/util/thread_pool.h"
 #ifdef MEMORIA_HAVE_CUDA
 #include "engine/backend/cuda/cuda_backend.h"
 #endif
@@ -124,15 +128,20 @@ absl::StatusOr<double> TimeGeneration(Model& model, int32_t n_gen, int32_t n_seq
   return secs;
 }
 
-// Batch-1 decode reads every weight once per token (the embedding table only a row): that many
-// bytes over the device's copy bandwidth (bytes read + written by a large device-to-device copy)
-// bound its tokens/s.
-void PrintDecodeBound(const Model& model) {
-#ifdef MEMORIA_HAVE_CUDA
-  double weight_bytes = 0;
+// Batch-1 decode reads every weight once per token (the embedding table only a row, unless it is
+// also the output matrix).
+double WeightBytesPerToken(const Model& model) {
+  double bytes = 0;
   for (const GgufTensorInfo& t : model.file().tensors()) {
-    if (t.name != "token_embd.weight" || model.config().tied_embeddings) weight_bytes += static_cast<double>(t.size_bytes);
+    if (t.name != "token_embd.weight" || model.config().tied_embeddings) bytes += static_cast<double>(t.size_bytes);
   }
+  return bytes;
+}
+
+// On CUDA: the device's copy bandwidth (bytes read + written by a large device-to-device copy).
+void PrintCudaDecodeBound(const Model& model) {
+#ifdef MEMORIA_HAVE_CUDA
+  const double weight_bytes = WeightBytesPerToken(model);
   constexpr size_t kBytes = size_t{1} << 30;
   void* a = nullptr;
   void* b = nullptr;
@@ -198,7 +207,7 @@ absl::Status Main(const std::vector<std::string>& args) {
   std::printf("model: %s  arch=%s layers=%d dim=%d heads=%d/%d ff=%d vocab=%d\n", path.c_str(),
               c.arch_name.c_str(), c.n_layers, c.n_embd, c.n_heads, c.n_kv_heads, c.n_ff, c.n_vocab);
   std::printf("backend: %s  (loaded in %.1f s)\n", model->backend().Describe().c_str(), load_seconds);
-  if (options.backend.device == DeviceKind::kCuda) PrintDecodeBound(*model);
+  if (options.backend.device == DeviceKind::kCuda) PrintCudaDecodeBound(*model);
   std::printf("\n");
   std::printf("| %-10s | %12s | %10s |\n", "test", "t/s (median)", "spread");
   std::printf("|%s|%s|%s|\n", std::string(12, '-').c_str(), std::string(14, '-').c_str(),
@@ -221,16 +230,36 @@ absl::Status Main(const std::vector<std::string>& args) {
   std::shared_ptr<const MemoryView> memory;
   if (memory_refs > 0) memory = RandomMemory(c, static_cast<int32_t>(memory_refs), static_cast<int32_t>(memory_k));
   if (n_gen > 0) {
-    std::vector<double> secs;
+    // The CPU bound applies to one sequence without memories: then a step reads the weights and
+    // little else.
+    const int cpu_threads = threads > 0 ? static_cast<int>(threads) : DefaultThreadCount();
+    std::unique_ptr<ReadBandwidthProbe> bandwidth;
+    if (options.backend.device == DeviceKind::kCpu && n_seqs == 1 && memory == nullptr) {
+      bandwidth = std::make_unique<ReadBandwidthProbe>(cpu_threads);
+    }
+    std::vector<double> secs, bound_fractions, bandwidths;
+    const double weight_bytes = WeightBytesPerToken(*model);
     for (int64_t r = 0; r < repeats; ++r) {
       MEMORIA_ASSIGN_OR_RETURN(double s, TimeGeneration(*model, static_cast<int32_t>(n_gen),
                                                          static_cast<int32_t>(n_seqs), memory));
       secs.push_back(s);
+      if (bandwidth != nullptr) {
+        bandwidths.push_back(bandwidth->Measure());
+        bound_fractions.push_back((n_gen / s) / (bandwidths.back() / weight_bytes));
+      }
     }
     std::string name = "tg" + std::to_string(n_gen);
     if (n_seqs > 1) name += "x" + std::to_string(n_seqs);
     if (memory != nullptr) name += "+mem" + std::to_string(memory_refs);
     report(name, n_gen * n_seqs, secs);
+    if (bandwidth != nullptr) {
+      auto [lo, hi] = std::minmax_element(bound_fractions.begin(), bound_fractions.end());
+      std::printf("\nweights read per token: %.3f GB; read bandwidth after each %s (%d threads): "
+                  "median %.1f GB/s; decode bound: %.1f t/s\n%s / bound: median %.2f (%.2f-%.2f)\n",
+                  weight_bytes / 1e9, name.c_str(), cpu_threads,
+                  Median(bandwidths) / 1e9, Median(bandwidths) / weight_bytes, name.c_str(),
+                  Median(bound_fractions), *lo, *hi);
+    }
   }
   return absl::OkStatus();
 }

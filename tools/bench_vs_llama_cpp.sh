@@ -9,7 +9,7 @@ bench=${BUILD_DIR:-build}/bench/memoria-bench
 peer=${PEER_DIR:-/tmp/llama-peer}/build/bin/llama-bench
 for model in "$@"; do
   echo "== $(basename "$model"), $threads threads"
-  "$bench" -m "$model" -p 512 -n 128 -t "$threads" -r 5 | grep -E '^\| (pp|tg)'
+  "$bench" -m "$model" -p 512 -n 128 -t "$threads" -r 5 | grep -E '^\| (pp|tg)|bound|bandwidth'
   "$peer" -m "$model" -p 512 -n 128 -t "$threads" -r 5 | grep -E 'pp512|tg128' \
     | awk -F'|' '{printf "| llama.cpp %-5s | %s |\n", $7, $8}'
 done

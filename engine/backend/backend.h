@@ -41,6 +41,13 @@ struct Tensor {
     t.rows = n;
     return t;
   }
+  // Columns [col0, col0 + n) of an f32 tensor, sharing its memory (rows stay row_bytes apart).
+  Tensor Columns(int64_t col0, int64_t n) const {
+    Tensor t = *this;
+    t.data = static_cast<char*>(data) + col0 * sizeof(float);
+    t.cols = n;
+    return t;
+  }
 };
 
 struct RopeConfig {
@@ -115,6 +122,13 @@ class Backend {
   // Makes a weight usable on the device (the CPU backend reads it in place from the mapping).
   // 1-D tensors become one row.
   virtual absl::StatusOr<Tensor> UploadWeight(const GgufTensorInfo& info) = 0;
+  // Weights of one type and row length that multiply the same input, as one matrix with their
+  // rows stacked in order: one MatMul then computes all of them, outputs side by side (one
+  // activation conversion and one parallel region instead of several). Unimplemented where a
+  // backend does not gain from it; callers then upload the parts one by one.
+  virtual absl::StatusOr<Tensor> UploadStacked(std::span<const GgufTensorInfo* const> parts) {
+    return absl::UnimplementedError("this backend does not stack weights");
+  }
   // Device memory owned by the backend for its lifetime.
   virtual absl::StatusOr<Tensor> Allocate(GgmlType type, int64_t rows, int64_t cols) = 0;
   virtual absl::Status InitKvCache(const KvCacheConfig& config, const RopeConfig& rope) = 0;

@@ -9,9 +9,9 @@
 namespace memoria {
 namespace {
 
-// Looks up a tensor, checks its shape (dims[0] first) and makes it usable on the backend.
-absl::StatusOr<Tensor> LoadTensor(const GgufFile& file, Backend* backend, const std::string& name,
-                                  std::vector<int64_t> dims) {
+// Looks up a tensor and checks its shape (dims[0] first).
+absl::StatusOr<const GgufTensorInfo*> FindTensor(const GgufFile& file, const std::string& name,
+                                                 const std::vector<int64_t>& dims) {
   const GgufTensorInfo* info = file.FindTensor(name);
   if (info == nullptr) return absl::InvalidArgumentError(absl::StrCat("model: tensor '", name, "' is missing"));
   if (info->dims != dims) {
@@ -22,10 +22,49 @@ absl::StatusOr<Tensor> LoadTensor(const GgufFile& file, Backend* backend, const 
   if (dims.size() == 1 && info->type != GgmlType::kF32) {
     return absl::InvalidArgumentError(absl::StrCat("model: tensor '", name, "' must be f32"));
   }
+  return info;
+}
+
+absl::StatusOr<Tensor> LoadTensor(const GgufFile& file, Backend* backend, const std::string& name,
+                                  const std::vector<int64_t>& dims) {
+  MEMORIA_ASSIGN_OR_RETURN(const GgufTensorInfo* info, FindTensor(file, name, dims));
   return backend->UploadWeight(*info);
 }
 
 }  // namespace
+
+absl::StatusOr<std::vector<LlamaGraph::Projection>> LlamaGraph::LoadProjections(
+    const GgufFile& file, Backend* backend,
+    const std::vector<std::pair<std::string, std::vector<int64_t>>>& parts) {
+  std::vector<const GgufTensorInfo*> infos;
+  for (const auto& [name, dims] : parts) {
+    MEMORIA_ASSIGN_OR_RETURN(const GgufTensorInfo* info, FindTensor(file, name, dims));
+    infos.push_back(info);
+  }
+  // Runs of consecutive parts with one type are stacked (Q4_K_M files often give v another type
+  // than q and k).
+  std::vector<Projection> out;
+  int64_t col = 0;
+  for (size_t i = 0, j; i < infos.size(); i = j) {
+    for (j = i + 1; j < infos.size() && infos[j]->type == infos[i]->type;) ++j;
+    if (j - i > 1) {
+      absl::StatusOr<Tensor> stacked =
+          backend->UploadStacked(std::span<const GgufTensorInfo* const>(&infos[i], j - i));
+      if (stacked.ok()) {
+        out.push_back({*stacked, col});
+        col += stacked->rows;
+        continue;
+      }
+      if (!absl::IsUnimplemented(stacked.status())) return stacked.status();
+    }
+    for (size_t p = i; p < j; ++p) {
+      MEMORIA_ASSIGN_OR_RETURN(Tensor t, backend->UploadWeight(*infos[p]));
+      out.push_back({t, col});
+      col += t.rows;
+    }
+  }
+  return out;
+}
 
 absl::StatusOr<std::unique_ptr<LlamaGraph>> LlamaGraph::Create(const ModelConfig& c,
                                                                const GgufFile& file,
@@ -51,9 +90,10 @@ absl::StatusOr<std::unique_ptr<LlamaGraph>> LlamaGraph::Create(const ModelConfig
     const std::string p = absl::StrCat("blk.", l, ".");
     LayerWeights& w = g->layers_[l];
     MEMORIA_RETURN_IF_ERROR(load(p + "attn_norm.weight", {d}, &w.attn_norm));
-    MEMORIA_RETURN_IF_ERROR(load(p + "attn_q.weight", {d, q_dim}, &w.wq));
-    MEMORIA_RETURN_IF_ERROR(load(p + "attn_k.weight", {d, kv_dim}, &w.wk));
-    MEMORIA_RETURN_IF_ERROR(load(p + "attn_v.weight", {d, kv_dim}, &w.wv));
+    MEMORIA_ASSIGN_OR_RETURN(w.qkv, LoadProjections(file, backend,
+                                                    {{p + "attn_q.weight", {d, q_dim}},
+                                                     {p + "attn_k.weight", {d, kv_dim}},
+                                                     {p + "attn_v.weight", {d, kv_dim}}}));
     if (c.has_qkv_bias) {
       MEMORIA_RETURN_IF_ERROR(load(p + "attn_q.bias", {q_dim}, &w.bq));
       MEMORIA_RETURN_IF_ERROR(load(p + "attn_k.bias", {kv_dim}, &w.bk));
@@ -61,8 +101,9 @@ absl::StatusOr<std::unique_ptr<LlamaGraph>> LlamaGraph::Create(const ModelConfig
     }
     MEMORIA_RETURN_IF_ERROR(load(p + "attn_output.weight", {q_dim, d}, &w.wo));
     MEMORIA_RETURN_IF_ERROR(load(p + "ffn_norm.weight", {d}, &w.ffn_norm));
-    MEMORIA_RETURN_IF_ERROR(load(p + "ffn_gate.weight", {d, c.n_ff}, &w.w_gate));
-    MEMORIA_RETURN_IF_ERROR(load(p + "ffn_up.weight", {d, c.n_ff}, &w.w_up));
+    MEMORIA_ASSIGN_OR_RETURN(w.gate_up, LoadProjections(file, backend,
+                                                        {{p + "ffn_gate.weight", {d, c.n_ff}},
+                                                         {p + "ffn_up.weight", {d, c.n_ff}}}));
     MEMORIA_RETURN_IF_ERROR(load(p + "ffn_down.weight", {c.n_ff, d}, &w.w_down));
   }
 
@@ -74,13 +115,15 @@ absl::StatusOr<std::unique_ptr<LlamaGraph>> LlamaGraph::Create(const ModelConfig
   Activations& a = g->act_;
   MEMORIA_RETURN_IF_ERROR(alloc(max_rows, d, &a.x));
   MEMORIA_RETURN_IF_ERROR(alloc(max_rows, d, &a.xb));
-  MEMORIA_RETURN_IF_ERROR(alloc(max_rows, q_dim, &a.q));
+  MEMORIA_RETURN_IF_ERROR(alloc(max_rows, q_dim + 2 * kv_dim, &a.qkv));
+  a.q = a.qkv.Columns(0, q_dim);
+  a.k = a.qkv.Columns(q_dim, kv_dim);
+  a.v = a.qkv.Columns(q_dim + kv_dim, kv_dim);
   MEMORIA_RETURN_IF_ERROR(alloc(max_rows, q_dim, &a.q_pre));
-  MEMORIA_RETURN_IF_ERROR(alloc(max_rows, kv_dim, &a.k));
-  MEMORIA_RETURN_IF_ERROR(alloc(max_rows, kv_dim, &a.v));
   MEMORIA_RETURN_IF_ERROR(alloc(max_rows, q_dim, &a.attn));
-  MEMORIA_RETURN_IF_ERROR(alloc(max_rows, c.n_ff, &a.gate));
-  MEMORIA_RETURN_IF_ERROR(alloc(max_rows, c.n_ff, &a.up));
+  MEMORIA_RETURN_IF_ERROR(alloc(max_rows, 2 * c.n_ff, &a.gate_up));
+  a.gate = a.gate_up.Columns(0, c.n_ff);
+  a.up = a.gate_up.Columns(c.n_ff, c.n_ff);
   MEMORIA_RETURN_IF_ERROR(alloc(kLogitRowsPerPass, d, &a.logits_in));
   MEMORIA_RETURN_IF_ERROR(alloc(kLogitRowsPerPass, c.n_vocab, &a.logits));
   return g;
@@ -115,6 +158,14 @@ absl::Status LlamaGraph::Forward(const BatchPlan& plan, std::span<const int32_t>
     for (int32_t l : request->hidden_layers) last_layer = std::max(last_layer, l);
   }
 
+  // a.xb times each projection, into its columns of `out`
+  auto project = [&](const std::vector<Projection>& projections, Tensor* out) {
+    for (const Projection& p : projections) {
+      Tensor columns = out->Columns(p.col0, p.w.rows);
+      be.MatMul(p.w, a.xb, n, &columns);
+    }
+  };
+
   be.Embed(token_embd_, tokens, &a.x);
   for (int32_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& w = layers_[l];
@@ -123,9 +174,7 @@ absl::Status LlamaGraph::Forward(const BatchPlan& plan, std::span<const int32_t>
 
     // self-attention
     be.RmsNorm(a.x, w.attn_norm, c.rms_eps, n, &a.xb);
-    be.MatMul(w.wq, a.xb, n, &a.q);
-    be.MatMul(w.wk, a.xb, n, &a.k);
-    be.MatMul(w.wv, a.xb, n, &a.v);
+    project(w.qkv, &a.qkv);
     if (c.has_qkv_bias) {
       be.AddBias(w.bq, n, &a.q);
       be.AddBias(w.bk, n, &a.k);
@@ -157,8 +206,7 @@ absl::Status LlamaGraph::Forward(const BatchPlan& plan, std::span<const int32_t>
 
     // feed-forward (SwiGLU)
     be.RmsNorm(a.x, w.ffn_norm, c.rms_eps, n, &a.xb);
-    be.MatMul(w.w_gate, a.xb, n, &a.gate);
-    be.MatMul(w.w_up, a.xb, n, &a.up);
+    project(w.gate_up, &a.gate_up);
     be.SwiGlu(a.gate, a.up, n, &a.gate);
     be.MatMul(w.w_down, a.gate, n, &a.xb);
     be.Add(a.xb, n, &a.x);

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -31,17 +33,32 @@ class LlamaGraph {
                        const IntrospectionRequest* request, IntrospectionResult* trace);
 
  private:
-  struct LayerWeights {
-    Tensor attn_norm, wq, wk, wv, bq, bk, bv, wo;
-    Tensor ffn_norm, w_gate, w_up, w_down;
+  // A weight, or several stacked (Backend::UploadStacked), whose outputs fill columns
+  // [col0, col0 + w.rows) of an activation.
+  struct Projection {
+    Tensor w;
+    int64_t col0 = 0;
   };
-  // Activations for up to max_rows rows; reused by every pass.
+  struct LayerWeights {
+    Tensor attn_norm, bq, bk, bv, wo;
+    std::vector<Projection> qkv;  // into Activations::qkv
+    Tensor ffn_norm, w_down;
+    std::vector<Projection> gate_up;  // into Activations::gate_up
+  };
+  // Activations for up to max_rows rows; reused by every pass. q, k, v are column ranges of qkv,
+  // gate and up of gate_up.
   struct Activations {
-    Tensor x, xb, q, q_pre, k, v, attn, gate, up, logits_in, logits;
+    Tensor x, xb, qkv, q, q_pre, k, v, attn, gate_up, gate, up, logits_in, logits;
   };
   static constexpr int32_t kLogitRowsPerPass = 32;
 
   LlamaGraph(const ModelConfig& config, Backend* backend) : config_(config), backend_(backend) {}
+
+  // Loads weights (name, expected dims) that multiply the same input as projections filling
+  // consecutive columns, stacking runs of one type where the backend supports it.
+  static absl::StatusOr<std::vector<Projection>> LoadProjections(
+      const GgufFile& file, Backend* backend,
+      const std::vector<std::pair<std::string, std::vector<int64_t>>>& parts);
 
   const ModelConfig& config_;
   Backend* backend_;

@@ -7,7 +7,6 @@
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/quant/fp16.h"
 #include "engine/quant/gemm.h"
-#include "engine/quant/quant.h"
 
 namespace memoria {
 namespace {
@@ -67,30 +66,35 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
   const uint8_t* vc = v_cache_[layer].get();
   const int32_t n_seqs = static_cast<int32_t>(plan_->sequences.size());
 
-  // Memory keys of this layer, per (sequence, KV head), rotated once for all queries.
+  // Memory keys of this layer, per (sequence, KV head), rotated once for all queries (skipped
+  // without memories: a decode step runs this for every layer).
   std::vector<PreparedMemory> memory(static_cast<size_t>(n_seqs) * n_kv);
-  pool_.Run(static_cast<int64_t>(n_seqs) * n_kv, [&](int64_t task) {
-    const int32_t s = static_cast<int32_t>(task / n_kv), g = static_cast<int32_t>(task % n_kv);
-    const MemoryView* view = plan_->sequences[s].memory;
-    if (view == nullptr) return;
-    PreparedMemory& pm = memory[task];
-    for (const MemoryEntries& e : view->Entries(layer, g)) {
-      const size_t elem = e.type == GgmlType::kF16 ? 2 : 4;
-      for (int32_t m = 0; m < e.count; ++m) {
-        const char* key = static_cast<const char*>(e.keys) + m * hd * elem;
-        size_t at = pm.keys.size();
-        pm.keys.resize(at + hd);
-        for (int32_t d = 0; d < hd; ++d) {
-          pm.keys[at + d] = e.type == GgmlType::kF16
-                                ? Fp16ToFp32(reinterpret_cast<const uint16_t*>(key)[d])
-                                : reinterpret_cast<const float*>(key)[d];
+  const bool any_memory = std::any_of(plan_->sequences.begin(), plan_->sequences.end(),
+                                      [&](const BatchSequence& s) { return s.memory != nullptr; });
+  if (any_memory) {
+    pool_.Run(static_cast<int64_t>(n_seqs) * n_kv, [&](int64_t task) {
+      const int32_t s = static_cast<int32_t>(task / n_kv), g = static_cast<int32_t>(task % n_kv);
+      const MemoryView* view = plan_->sequences[s].memory;
+      if (view == nullptr) return;
+      PreparedMemory& pm = memory[task];
+      for (const MemoryEntries& e : view->Entries(layer, g)) {
+        const size_t elem = e.type == GgmlType::kF16 ? 2 : 4;
+        for (int32_t m = 0; m < e.count; ++m) {
+          const char* key = static_cast<const char*>(e.keys) + m * hd * elem;
+          size_t at = pm.keys.size();
+          pm.keys.resize(at + hd);
+          for (int32_t d = 0; d < hd; ++d) {
+            pm.keys[at + d] = e.type == GgmlType::kF16
+                                  ? Fp16ToFp32(reinterpret_cast<const uint16_t*>(key)[d])
+                                  : reinterpret_cast<const float*>(key)[d];
+          }
+          if (view->rotation() == MemoryRotation::kStoredPositions) RotateHead(&pm.keys[at], e.positions[m]);
+          pm.values.push_back(static_cast<const char*>(e.values) + m * hd * elem);
+          pm.values_f16.push_back(e.type == GgmlType::kF16);
         }
-        if (view->rotation() == MemoryRotation::kStoredPositions) RotateHead(&pm.keys[at], e.positions[m]);
-        pm.values.push_back(static_cast<const char*>(e.values) + m * hd * elem);
-        pm.values_f16.push_back(e.type == GgmlType::kF16);
       }
-    }
-  });
+    });
+  }
 
   // A block of query rows [r0, r1) of one sequence and one head: each row attends to
   // [memory entries] + [its causal context] in one softmax. Scores against the cache come from
@@ -108,10 +112,9 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
     const int32_t first_last = seq.n_cached + static_cast<int32_t>(r0 - seq.first_row);
     const int32_t n_ctx = first_last + static_cast<int32_t>(nq);  // slots the last row sees
     const int64_t stride = n_mem + n_ctx;
-    thread_local std::vector<float> scores, value;
+    thread_local std::vector<float> scores;
     thread_local std::vector<uint8_t> queries;
     scores.resize(static_cast<size_t>(nq) * stride);
-    value.resize(hd);
     queries.resize(static_cast<size_t>(nq) * q_row_bytes);
 
     for (int64_t q = 0; q < nq; ++q) {
@@ -154,19 +157,20 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
         }
       }
     }
-    // values: each context row converted once, added to every query that sees it
+    // values: each context row read once, added to every query that sees it (f16 rows are
+    // widened inside the SIMD axpy, which costs less than a separate conversion)
     for (int32_t t = 0; t < n_ctx; ++t) {
       const int32_t page = seq.pages[t / kv_.page_size];
       const uint8_t* v =
           vc + ((static_cast<size_t>(page) * n_kv + g) * kv_.page_size + t % kv_.page_size) * head_bytes;
-      const float* v32 = reinterpret_cast<const float*>(v);
-      if (f16) {
-        DequantizeRow(GgmlType::kF16, v, value.data(), hd);
-        v32 = value.data();
-      }
       for (int64_t q = std::max<int64_t>(0, t - first_last); q < nq; ++q) {
         const float a = scores[q * stride + n_mem + t];
-        AxpyF32(a, v32, const_cast<float*>(RowF32(*out, r0 + q)) + h * hd, hd);
+        float* o = const_cast<float*>(RowF32(*out, r0 + q)) + h * hd;
+        if (f16) {
+          AxpyF16F32(a, reinterpret_cast<const uint16_t*>(v), o, hd);
+        } else {
+          AxpyF32(a, reinterpret_cast<const float*>(v), o, hd);
+        }
         if (mass_row != nullptr && t >= seq.n_cached) mass_row[t - seq.n_cached] += a;
       }
     }

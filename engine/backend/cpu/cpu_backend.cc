@@ -12,6 +12,7 @@
 #include "engine/quant/gemm.h"
 #include "engine/quant/interleave.h"
 #include "engine/quant/quant.h"
+#include "engine/util/status_macros.h"
 
 namespace memoria {
 
@@ -52,31 +53,75 @@ std::string CpuBackend::Describe() const {
   return absl::StrCat("cpu (", pool_.size(), " threads, ", CpuIsaName(ActiveCpuIsa()), ")");
 }
 
+namespace {
+
+absl::Status CheckComputeType(const GgufTensorInfo& info) {
+  if (IsComputeType(info.type)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("cpu backend: tensor '", info.name, "' has type ",
+                                                 std::string(TraitsOf(info.type).name),
+                                                 ", which the engine does not compute with"));
+}
+
+}  // namespace
+
 absl::StatusOr<Tensor> CpuBackend::UploadWeight(const GgufTensorInfo& info) {
-  if (!IsComputeType(info.type)) {
-    return absl::InvalidArgumentError(absl::StrCat("cpu backend: tensor '", info.name, "' has type ",
-                                                   std::string(TraitsOf(info.type).name),
-                                                   ", which the engine does not compute with"));
-  }
+  const GgufTensorInfo* parts[] = {&info};
+  if (!weights_in_place_) return CopyWeights(parts);
+  MEMORIA_RETURN_IF_ERROR(CheckComputeType(info));
   Tensor t;
   t.type = info.type;
   t.cols = info.dims[0];
   t.rows = info.Rows();
   t.row_bytes = GgmlRowBytes(info.type, t.cols);
-  if (weights_in_place_) {
-    t.data = const_cast<uint8_t*>(info.data);  // read-only by contract of every op
-    return t;
+  t.data = const_cast<uint8_t*>(info.data);  // read-only by contract of every op
+  return t;
+}
+
+absl::StatusOr<Tensor> CpuBackend::UploadStacked(std::span<const GgufTensorInfo* const> parts) {
+  if (weights_in_place_) return absl::UnimplementedError("cpu backend: weights stay in place");
+  for (const GgufTensorInfo* p : parts) {
+    if (p->type != parts[0]->type || p->dims[0] != parts[0]->dims[0]) {
+      return absl::InvalidArgumentError(absl::StrCat("cpu backend: cannot stack '", p->name,
+                                                     "' with '", parts[0]->name,
+                                                     "': type or row length differs"));
+    }
   }
-  uint8_t* copy = AllocateWeight(info.size_bytes);
+  return CopyWeights(parts);
+}
+
+absl::StatusOr<Tensor> CpuBackend::CopyWeights(std::span<const GgufTensorInfo* const> parts) {
+  Tensor t;
+  t.type = parts[0]->type;
+  t.cols = parts[0]->dims[0];
+  t.row_bytes = GgmlRowBytes(t.type, t.cols);
+  for (const GgufTensorInfo* p : parts) {
+    MEMORIA_RETURN_IF_ERROR(CheckComputeType(*p));
+    t.rows += p->Rows();
+  }
+  const size_t bytes = t.row_bytes * static_cast<size_t>(t.rows);
+  uint8_t* copy = AllocateWeight(bytes);
   if (copy == nullptr) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "cpu backend: cannot allocate ", info.size_bytes, " bytes for tensor '", info.name, "'"));
+        "cpu backend: cannot allocate ", bytes, " bytes for tensor '", parts[0]->name, "'"));
   }
+  auto stack_into = [&](uint8_t* dst) {
+    for (const GgufTensorInfo* p : parts) {
+      std::memcpy(dst, p->data, p->size_bytes);
+      dst += p->size_bytes;
+    }
+  };
   if (PrefersInterleavedRows(t.type)) {
-    InterleaveRows(t.type, info.data, t.rows, t.cols, copy);
+    const uint8_t* rows = parts[0]->data;
+    std::vector<uint8_t> stacked;
+    if (parts.size() > 1) {
+      stacked.resize(bytes);
+      stack_into(stacked.data());
+      rows = stacked.data();
+    }
+    InterleaveRows(t.type, rows, t.rows, t.cols, copy);
     t.layout = TensorLayout::kInterleaved16;
   } else {
-    std::memcpy(copy, info.data, info.size_bytes);
+    stack_into(copy);
   }
   t.data = copy;
   return t;

@@ -21,6 +21,7 @@ class CpuBackend final : public Backend {
   std::string Describe() const override;
 
   absl::StatusOr<Tensor> UploadWeight(const GgufTensorInfo& info) override;
+  absl::StatusOr<Tensor> UploadStacked(std::span<const GgufTensorInfo* const> parts) override;
   absl::StatusOr<Tensor> Allocate(GgmlType type, int64_t rows, int64_t cols) override;
   absl::Status InitKvCache(const KvCacheConfig& config, const RopeConfig& rope) override;
   void CopyToHost(const Tensor& src, int64_t row0, int64_t n, float* dst) override;
@@ -46,6 +47,9 @@ class CpuBackend final : public Backend {
   static Buffer AllocateBuffer(size_t bytes);
   // Room for `bytes` of weights in huge-page-backed chunks; null when out of memory.
   uint8_t* AllocateWeight(size_t bytes);
+  // Copies weights of one type and row length into that room as one matrix (rows stacked in
+  // order), interleaved where the kernels prefer it.
+  absl::StatusOr<Tensor> CopyWeights(std::span<const GgufTensorInfo* const> parts);
 
   // Rotates one head vector in place with the cos/sin row of `position`.
   void RotateHead(float* x, int32_t position) const;
