@@ -198,11 +198,13 @@ struct Q8DotKernel {
 
 // ---- Weights interleaved 16 rows at a time (interleave.h, blocks.h) ----
 //
-// A kernel K provides kBatchRows and
-//   template <int RB> static void Group(const uint8_t* w, const uint8_t* x, size_t x_row_bytes,
-//                                       int64_t k, float* y, int64_t ldy);
-// computing y[b * ldy + 0..15] for the 16 rows of the group at w and RB activation rows. In each
-// block, lane r of an integer accumulator collects row r's products, so results need no reduction.
+// A kernel K provides kBatchRows, kBlockElems (elements per block), kGroupBlockBytes and
+//   template <int RB> static void Block(const uint8_t* group_block, const uint8_t* x,
+//                                       size_t x_row_bytes, int64_t k, int64_t ib,
+//                                       __m512 (&acc)[RB]);
+// which adds block ib of the 16 rows at group_block times RB activation rows to acc[b] (lane r:
+// row r). In each block, lane r of an integer accumulator collects row r's products, so results
+// need no reduction.
 
 inline int32_t Load32(const void* p) {
   int32_t v;
@@ -210,25 +212,65 @@ inline int32_t Load32(const void* p) {
   return v;
 }
 
-// Decode streams one group after another (one sequential stream per thread, which the hardware
-// prefetcher follows); batches walk activation rows in chunks and reuse each group for all rows
+// G groups (at w[g], results to y[g]) times RB activation rows, block by block.
+template <class K, int RB, int G>
+void RunBlocks(const uint8_t* const (&w)[G], const uint8_t* x, size_t x_row_bytes, int64_t k,
+               float* const (&y)[G], int64_t ldy) {
+  __m512 acc[G][RB];
+  for (int g = 0; g < G; ++g)
+    for (int b = 0; b < RB; ++b) acc[g][b] = _mm512_setzero_ps();
+  for (int64_t ib = 0; ib < k / K::kBlockElems; ++ib) {
+    for (int g = 0; g < G; ++g) {
+      K::template Block<RB>(w[g] + ib * K::kGroupBlockBytes, x, x_row_bytes, k, ib, acc[g]);
+    }
+  }
+  for (int g = 0; g < G; ++g)
+    for (int b = 0; b < RB; ++b) _mm512_storeu_ps(y[g] + b * ldy, acc[g][b]);
+}
+
+// Decode reads the thread's groups as K::kDecodeStreams sequential streams at once, one per part
+// of its row range: the memory system delivers ~1.2-1.5x more to several streams than to one
+// (ReadBandwidthProbe), up to a count that depends on the kernel's work per byte (measured). Batches walk activation rows in chunks and reuse each group for all rows
 // of a chunk while it is in cache, as RunTiles does.
 template <class K>
 void RunGroups(const GemmArgs& a) {
+  const size_t group_bytes = kInterleavedRows * a.w_row_bytes;  // a group has the size of 16 rows
+  const uint8_t* groups = a.w + a.r0 * a.w_row_bytes;
+  const int64_t n_groups = (a.r1 - a.r0) / kInterleavedRows;
+  if (a.nb == 1) {
+    constexpr int kDecodeStreams = K::kDecodeStreams;
+    const int64_t per_stream = n_groups / kDecodeStreams;
+    for (int64_t i = 0; i < per_stream; ++i) {
+      const uint8_t* w[kDecodeStreams];
+      float* y[kDecodeStreams];
+      for (int s = 0; s < kDecodeStreams; ++s) {
+        const int64_t g = s * per_stream + i;
+        w[s] = groups + g * group_bytes;
+        y[s] = a.y + a.r0 + g * kInterleavedRows;
+      }
+      RunBlocks<K, 1, kDecodeStreams>(w, a.x, a.x_row_bytes, a.k, y, a.ldy);
+    }
+    for (int64_t g = kDecodeStreams * per_stream; g < n_groups; ++g) {
+      const uint8_t* w[1] = {groups + g * group_bytes};
+      float* y[1] = {a.y + a.r0 + g * kInterleavedRows};
+      RunBlocks<K, 1, 1>(w, a.x, a.x_row_bytes, a.k, y, a.ldy);
+    }
+    return;
+  }
   constexpr int64_t kBatchChunk = 64;
   constexpr int kRows = K::kBatchRows;
   for (int64_t b0 = 0; b0 < a.nb; b0 += kBatchChunk) {
     const int64_t b1 = a.nb < b0 + kBatchChunk ? a.nb : b0 + kBatchChunk;
-    for (int64_t g = a.r0; g < a.r1; g += kInterleavedRows) {
-      const uint8_t* w = a.w + g * a.w_row_bytes;  // a group has the size of 16 rows
+    for (int64_t g = 0; g < n_groups; ++g) {
+      const uint8_t* w[1] = {groups + g * group_bytes};
       int64_t b = b0;
       for (; b + kRows <= b1; b += kRows) {
-        K::template Group<kRows>(w, a.x + b * a.x_row_bytes, a.x_row_bytes, a.k,
-                                 a.y + b * a.ldy + g, a.ldy);
+        float* y[1] = {a.y + b * a.ldy + a.r0 + g * kInterleavedRows};
+        RunBlocks<K, kRows, 1>(w, a.x + b * a.x_row_bytes, a.x_row_bytes, a.k, y, a.ldy);
       }
       for (; b < b1; ++b) {
-        K::template Group<1>(w, a.x + b * a.x_row_bytes, a.x_row_bytes, a.k, a.y + b * a.ldy + g,
-                             a.ldy);
+        float* y[1] = {a.y + b * a.ldy + a.r0 + g * kInterleavedRows};
+        RunBlocks<K, 1, 1>(w, a.x + b * a.x_row_bytes, a.x_row_bytes, a.k, y, a.ldy);
       }
     }
   }
@@ -239,32 +281,30 @@ void RunGroups(const GemmArgs& a) {
 // the latency of the sum.
 struct Q8_0x16Kernel {
   static constexpr int kBatchRows = 4;
+  static constexpr int kDecodeStreams = 4;  // 2: 0.75x, 8: 0.6x (kernels_bench, 2 threads)
+  static constexpr int kBlockElems = kQK8_0;
+  static constexpr size_t kGroupBlockBytes = sizeof(BlockQ8_0x16);
 
   template <int RB>
-  static void Group(const uint8_t* w, const uint8_t* x, size_t x_row_bytes, int64_t k, float* y,
-                    int64_t ldy) {
-    const int64_t nblocks = k / kQK8_0;
-    const uint8_t* sums = x + nblocks * sizeof(BlockQ8_0);
-    __m512 acc[RB];
-    for (int b = 0; b < RB; ++b) acc[b] = _mm512_setzero_ps();
-    for (int64_t ib = 0; ib < nblocks; ++ib) {
-      const BlockQ8_0x16& g = reinterpret_cast<const BlockQ8_0x16*>(w)[ib];
-      __m512i q[kQK8_0 / 4];
-      for (int c = 0; c < kQK8_0 / 4; ++c) q[c] = Load512(g.qs[c][0]);
-      const __m512 dw = _mm512_cvtph_ps(Load256(reinterpret_cast<const uint8_t*>(g.d)));
-      for (int b = 0; b < RB; ++b) {
-        const uint8_t* xb = x + b * x_row_bytes + ib * sizeof(BlockQ8_0);
-        const int32_t sum = Load32(sums + b * x_row_bytes + ib * sizeof(int32_t));
-        __m512i even = _mm512_set1_epi32(-128 * sum), odd = _mm512_setzero_si512();
-        for (int c = 0; c < kQK8_0 / 4; c += 2) {
-          even = _mm512_dpbusd_epi32(even, q[c], _mm512_set1_epi32(Load32(xb + 2 + 4 * c)));
-          odd = _mm512_dpbusd_epi32(odd, q[c + 1], _mm512_set1_epi32(Load32(xb + 6 + 4 * c)));
-        }
-        const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(LoadFp16(xb)));
-        acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(even, odd)), d, acc[b]);
+  static void Block(const uint8_t* group_block, const uint8_t* x, size_t x_row_bytes, int64_t k,
+                    int64_t ib, __m512 (&acc)[RB]) {
+    const BlockQ8_0x16& g = *reinterpret_cast<const BlockQ8_0x16*>(group_block);
+    const uint8_t* sums = x + (k / kQK8_0) * sizeof(BlockQ8_0);
+    if (RB == 1) Prefetch<2>(group_block);
+    __m512i q[kQK8_0 / 4];
+    for (int c = 0; c < kQK8_0 / 4; ++c) q[c] = Load512(g.qs[c][0]);
+    const __m512 dw = _mm512_cvtph_ps(Load256(reinterpret_cast<const uint8_t*>(g.d)));
+    for (int b = 0; b < RB; ++b) {
+      const uint8_t* xb = x + b * x_row_bytes + ib * sizeof(BlockQ8_0);
+      const int32_t sum = Load32(sums + b * x_row_bytes + ib * sizeof(int32_t));
+      __m512i even = _mm512_set1_epi32(-128 * sum), odd = _mm512_setzero_si512();
+      for (int c = 0; c < kQK8_0 / 4; c += 2) {
+        even = _mm512_dpbusd_epi32(even, q[c], _mm512_set1_epi32(Load32(xb + 2 + 4 * c)));
+        odd = _mm512_dpbusd_epi32(odd, q[c + 1], _mm512_set1_epi32(Load32(xb + 6 + 4 * c)));
       }
+      const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(LoadFp16(xb)));
+      acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(even, odd)), d, acc[b]);
     }
-    for (int b = 0; b < RB; ++b) _mm512_storeu_ps(y + b * ldy, acc[b]);
   }
 };
 
@@ -272,6 +312,9 @@ struct Q8_0x16Kernel {
 // the activation's sub-block sums (from bsums), as DotRowQ4K in gemm_scalar.cc.
 struct Q4_Kx16Kernel {
   static constexpr int kBatchRows = 4;
+  static constexpr int kDecodeStreams = 2;  // 1: 0.85x, 4: 0.65x (kernels_bench, 2 threads)
+  static constexpr int kBlockElems = kQK_K;
+  static constexpr size_t kGroupBlockBytes = sizeof(BlockQ4_Kx16);
 
   // UnpackQ4KScales for 16 rows at once, one byte lane per row.
   static void UnpackScales(const BlockQ4_Kx16& g, __m128i (&scales)[8], __m128i (&mins)[8]) {
@@ -290,58 +333,53 @@ struct Q4_Kx16Kernel {
   }
 
   template <int RB>
-  static void Group(const uint8_t* w, const uint8_t* x, size_t x_row_bytes, int64_t k, float* y,
-                    int64_t ldy) {
+  static void Block(const uint8_t* group_block, const uint8_t* x, size_t x_row_bytes,
+                    int64_t /*k*/, int64_t ib, __m512 (&acc)[RB]) {
     const __m512i four = _mm512_set1_epi8(0x0f);
-    __m512 acc[RB];
-    for (int b = 0; b < RB; ++b) acc[b] = _mm512_setzero_ps();
-    for (int64_t ib = 0; ib < k / kQK_K; ++ib) {
-      const BlockQ4_Kx16& g = reinterpret_cast<const BlockQ4_Kx16*>(w)[ib];
-      const BlockQ8_K* xb[RB];
-      for (int b = 0; b < RB; ++b) {
-        xb[b] = reinterpret_cast<const BlockQ8_K*>(x + b * x_row_bytes) + ib;
-      }
-      __m128i scales[8], mins[8];
-      UnpackScales(g, scales, mins);
-      __m512i isum[RB];
-      for (int b = 0; b < RB; ++b) isum[b] = _mm512_setzero_si512();
-      for (int c = 0; c < 4; ++c) {
-        __m512i lo_sum[RB], hi_sum[RB];
-        for (int b = 0; b < RB; ++b) lo_sum[b] = hi_sum[b] = _mm512_setzero_si512();
-        for (int t = 0; t < 8; ++t) {
-          if (RB == 1) Prefetch<1>(g.qs[c][t][0]);
-          const __m512i q = Load512(g.qs[c][t][0]);
-          const __m512i lo = _mm512_and_si512(q, four);
-          const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), four);
-          for (int b = 0; b < RB; ++b) {
-            const int8_t* xq = xb[b]->qs + 64 * c + 4 * t;
-            lo_sum[b] = _mm512_dpbusd_epi32(lo_sum[b], lo, _mm512_set1_epi32(Load32(xq)));
-            hi_sum[b] = _mm512_dpbusd_epi32(hi_sum[b], hi, _mm512_set1_epi32(Load32(xq + 32)));
-          }
-        }
-        const __m512i s_lo = _mm512_cvtepu8_epi32(scales[2 * c]);
-        const __m512i s_hi = _mm512_cvtepu8_epi32(scales[2 * c + 1]);
+    const BlockQ4_Kx16& g = *reinterpret_cast<const BlockQ4_Kx16*>(group_block);
+    const BlockQ8_K* xb[RB];
+    for (int b = 0; b < RB; ++b) {
+      xb[b] = reinterpret_cast<const BlockQ8_K*>(x + b * x_row_bytes) + ib;
+    }
+    __m128i scales[8], mins[8];
+    UnpackScales(g, scales, mins);
+    __m512i isum[RB];
+    for (int b = 0; b < RB; ++b) isum[b] = _mm512_setzero_si512();
+    for (int c = 0; c < 4; ++c) {
+      __m512i lo_sum[RB], hi_sum[RB];
+      for (int b = 0; b < RB; ++b) lo_sum[b] = hi_sum[b] = _mm512_setzero_si512();
+      for (int t = 0; t < 8; ++t) {
+        if (RB == 1) Prefetch<1>(g.qs[c][t][0]);
+        const __m512i q = Load512(g.qs[c][t][0]);
+        const __m512i lo = _mm512_and_si512(q, four);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), four);
         for (int b = 0; b < RB; ++b) {
-          const __m512i sub_sums = _mm512_add_epi32(_mm512_mullo_epi32(lo_sum[b], s_lo),
-                                                    _mm512_mullo_epi32(hi_sum[b], s_hi));
-          isum[b] = _mm512_add_epi32(isum[b], sub_sums);
+          const int8_t* xq = xb[b]->qs + 64 * c + 4 * t;
+          lo_sum[b] = _mm512_dpbusd_epi32(lo_sum[b], lo, _mm512_set1_epi32(Load32(xq)));
+          hi_sum[b] = _mm512_dpbusd_epi32(hi_sum[b], hi, _mm512_set1_epi32(Load32(xq + 32)));
         }
       }
-      const __m512 d = _mm512_cvtph_ps(Load256(reinterpret_cast<const uint8_t*>(g.d)));
-      const __m512 dmin = _mm512_cvtph_ps(Load256(reinterpret_cast<const uint8_t*>(g.dmin)));
+      const __m512i s_lo = _mm512_cvtepu8_epi32(scales[2 * c]);
+      const __m512i s_hi = _mm512_cvtepu8_epi32(scales[2 * c + 1]);
       for (int b = 0; b < RB; ++b) {
-        __m512i msum = _mm512_setzero_si512();
-        for (int j = 0; j < 8; ++j) {
-          const int32_t xs = xb[b]->bsums[2 * j] + xb[b]->bsums[2 * j + 1];
-          msum = _mm512_add_epi32(
-              msum, _mm512_mullo_epi32(_mm512_cvtepu8_epi32(mins[j]), _mm512_set1_epi32(xs)));
-        }
-        const __m512 dx = _mm512_set1_ps(xb[b]->d);
-        acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[b]), _mm512_mul_ps(d, dx), acc[b]);
-        acc[b] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmin, dx), acc[b]);
+        const __m512i sub_sums = _mm512_add_epi32(_mm512_mullo_epi32(lo_sum[b], s_lo),
+                                                  _mm512_mullo_epi32(hi_sum[b], s_hi));
+        isum[b] = _mm512_add_epi32(isum[b], sub_sums);
       }
     }
-    for (int b = 0; b < RB; ++b) _mm512_storeu_ps(y + b * ldy, acc[b]);
+    const __m512 d = _mm512_cvtph_ps(Load256(reinterpret_cast<const uint8_t*>(g.d)));
+    const __m512 dmin = _mm512_cvtph_ps(Load256(reinterpret_cast<const uint8_t*>(g.dmin)));
+    for (int b = 0; b < RB; ++b) {
+      __m512i msum = _mm512_setzero_si512();
+      for (int j = 0; j < 8; ++j) {
+        const int32_t xs = xb[b]->bsums[2 * j] + xb[b]->bsums[2 * j + 1];
+        msum = _mm512_add_epi32(
+            msum, _mm512_mullo_epi32(_mm512_cvtepu8_epi32(mins[j]), _mm512_set1_epi32(xs)));
+      }
+      const __m512 dx = _mm512_set1_ps(xb[b]->d);
+      acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[b]), _mm512_mul_ps(d, dx), acc[b]);
+      acc[b] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmin, dx), acc[b]);
+    }
   }
 };
 
@@ -350,68 +388,66 @@ struct Q4_Kx16Kernel {
 // sub-block's scale, as DotRowQ6K in gemm_scalar.cc.
 struct Q6_Kx16Kernel {
   static constexpr int kBatchRows = 2;  // 4 x RB sub-block sums live at once
+  static constexpr int kDecodeStreams = 2;  // 1: 0.9x, 4: 0.6x (kernels_bench, 2 threads)
+  static constexpr int kBlockElems = kQK_K;
+  static constexpr size_t kGroupBlockBytes = sizeof(BlockQ6_Kx16);
 
   template <int RB>
-  static void Group(const uint8_t* w, const uint8_t* x, size_t x_row_bytes, int64_t k, float* y,
-                    int64_t ldy) {
+  static void Block(const uint8_t* group_block, const uint8_t* x, size_t x_row_bytes,
+                    int64_t /*k*/, int64_t ib, __m512 (&acc)[RB]) {
     const __m512i four = _mm512_set1_epi8(0x0f), top = _mm512_set1_epi8(0x30);
-    __m512 acc[RB];
-    for (int b = 0; b < RB; ++b) acc[b] = _mm512_setzero_ps();
-    for (int64_t ib = 0; ib < k / kQK_K; ++ib) {
-      const BlockQ6_Kx16& g = reinterpret_cast<const BlockQ6_Kx16*>(w)[ib];
-      const BlockQ8_K* xb[RB];
-      for (int b = 0; b < RB; ++b) {
-        xb[b] = reinterpret_cast<const BlockQ8_K*>(x + b * x_row_bytes) + ib;
-      }
-      __m512i isum[RB];
-      for (int b = 0; b < RB; ++b) isum[b] = _mm512_setzero_si512();
-      // Quants of element 128h + 32n + 4t + i (n = 0..3) form sub-block 8h + 2n + t / 4.
-      for (int h = 0; h < 2; ++h) {
-        for (int half = 0; half < 2; ++half) {
-          __m512i sub[RB][4];
-          for (int b = 0; b < RB; ++b) {
-            for (int n = 0; n < 4; ++n) {
-              sub[b][n] = _mm512_set1_epi32(-32 * xb[b]->bsums[8 * h + 2 * n + half]);
-            }
-          }
-          for (int t = 4 * half; t < 4 * half + 4; ++t) {
-            if (RB == 1) Prefetch<3>(g.qs[h][t][0][0]);
-            const __m512i lo = Load512(g.qs[h][t][0][0]);
-            const __m512i hi = Load512(g.qs[h][t][1][0]);
-            const __m512i bits = Load512(g.qs[h][t][2][0]);
-            __m512i q[4];
-            q[0] = _mm512_or_si512(_mm512_and_si512(lo, four),
-                                   _mm512_and_si512(_mm512_slli_epi16(bits, 4), top));
-            q[1] = _mm512_or_si512(_mm512_and_si512(hi, four),
-                                   _mm512_and_si512(_mm512_slli_epi16(bits, 2), top));
-            q[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(lo, 4), four),
-                                   _mm512_and_si512(bits, top));
-            q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(hi, 4), four),
-                                   _mm512_and_si512(_mm512_srli_epi16(bits, 2), top));
-            for (int b = 0; b < RB; ++b) {
-              const int8_t* xq = xb[b]->qs + 128 * h + 4 * t;
-              for (int n = 0; n < 4; ++n) {
-                sub[b][n] = _mm512_dpbusd_epi32(sub[b][n], q[n],
-                                                _mm512_set1_epi32(Load32(xq + 32 * n)));
-              }
-            }
-          }
+    const BlockQ6_Kx16& g = *reinterpret_cast<const BlockQ6_Kx16*>(group_block);
+    const BlockQ8_K* xb[RB];
+    for (int b = 0; b < RB; ++b) {
+      xb[b] = reinterpret_cast<const BlockQ8_K*>(x + b * x_row_bytes) + ib;
+    }
+    __m512i isum[RB];
+    for (int b = 0; b < RB; ++b) isum[b] = _mm512_setzero_si512();
+    // Quants of element 128h + 32n + 4t + i (n = 0..3) form sub-block 8h + 2n + t / 4.
+    for (int h = 0; h < 2; ++h) {
+      for (int half = 0; half < 2; ++half) {
+        __m512i sub[RB][4];
+        for (int b = 0; b < RB; ++b) {
           for (int n = 0; n < 4; ++n) {
-            const __m512i scale = _mm512_cvtepi8_epi32(Load128(
-                reinterpret_cast<const uint8_t*>(g.scales[8 * h + 2 * n + half])));
-            for (int b = 0; b < RB; ++b) {
-              isum[b] = _mm512_add_epi32(isum[b], _mm512_mullo_epi32(sub[b][n], scale));
+            sub[b][n] = _mm512_set1_epi32(-32 * xb[b]->bsums[8 * h + 2 * n + half]);
+          }
+        }
+        for (int t = 4 * half; t < 4 * half + 4; ++t) {
+          if (RB == 1) Prefetch<3>(g.qs[h][t][0][0]);
+          const __m512i lo = Load512(g.qs[h][t][0][0]);
+          const __m512i hi = Load512(g.qs[h][t][1][0]);
+          const __m512i bits = Load512(g.qs[h][t][2][0]);
+          __m512i q[4];
+          q[0] = _mm512_or_si512(_mm512_and_si512(lo, four),
+                                 _mm512_and_si512(_mm512_slli_epi16(bits, 4), top));
+          q[1] = _mm512_or_si512(_mm512_and_si512(hi, four),
+                                 _mm512_and_si512(_mm512_slli_epi16(bits, 2), top));
+          q[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(lo, 4), four),
+                                 _mm512_and_si512(bits, top));
+          q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(hi, 4), four),
+                                 _mm512_and_si512(_mm512_srli_epi16(bits, 2), top));
+          for (int b = 0; b < RB; ++b) {
+            const int8_t* xq = xb[b]->qs + 128 * h + 4 * t;
+            for (int n = 0; n < 4; ++n) {
+              sub[b][n] = _mm512_dpbusd_epi32(sub[b][n], q[n],
+                                              _mm512_set1_epi32(Load32(xq + 32 * n)));
             }
           }
         }
-      }
-      const __m512 d = _mm512_cvtph_ps(Load256(reinterpret_cast<const uint8_t*>(g.d)));
-      for (int b = 0; b < RB; ++b) {
-        acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[b]),
-                                 _mm512_mul_ps(d, _mm512_set1_ps(xb[b]->d)), acc[b]);
+        for (int n = 0; n < 4; ++n) {
+          const __m512i scale = _mm512_cvtepi8_epi32(Load128(
+              reinterpret_cast<const uint8_t*>(g.scales[8 * h + 2 * n + half])));
+          for (int b = 0; b < RB; ++b) {
+            isum[b] = _mm512_add_epi32(isum[b], _mm512_mullo_epi32(sub[b][n], scale));
+          }
+        }
       }
     }
-    for (int b = 0; b < RB; ++b) _mm512_storeu_ps(y + b * ldy, acc[b]);
+    const __m512 d = _mm512_cvtph_ps(Load256(reinterpret_cast<const uint8_t*>(g.d)));
+    for (int b = 0; b < RB; ++b) {
+      acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[b]),
+                               _mm512_mul_ps(d, _mm512_set1_ps(xb[b]->d)), acc[b]);
+    }
   }
 };
 
