@@ -69,7 +69,7 @@ void BM_GemmRows(benchmark::State& state, GgmlType type, CpuIsa isa, int64_t row
 }
 
 // Decode (nb = 1) of a matrix beyond L3 on the engine's thread pool, rows split into blocks as
-// CpuBackend::MatMul splits them (8 per thread, multiples of 16 rows): the multi-threaded rate to
+// CpuBackend::MatMul splits them (2 per thread, multiples of 16 rows): the multi-threaded rate to
 // compare with ReadBandwidth at the same thread count. `interleaved`: the weights repacked as
 // the CPU backend repacks them where PrefersInterleavedRows (engine/quant/interleave.h).
 void BM_GemmRowsPool(benchmark::State& state, GgmlType type, bool interleaved, int n_threads) {
@@ -90,7 +90,7 @@ void BM_GemmRowsPool(benchmark::State& state, GgmlType type, bool interleaved, i
   }
   std::vector<float> y(kRows);
   ThreadPool pool(n_threads);
-  const int64_t block = std::max<int64_t>(16, (kRows / (8 * n_threads) + 15) / 16 * 16);
+  const int64_t block = std::max<int64_t>(16, (kRows / (2 * n_threads) + 15) / 16 * 16);
   const int64_t n_blocks = (kRows + block - 1) / block;
   for (auto _ : state) {
     pool.Run(n_blocks, [&](int64_t b) {
