@@ -12,30 +12,12 @@
 #include "engine/quant/gemm.h"
 #include "engine/quant/quant.h"
 #include "gtest/gtest.h"
+#include "tests/engine/kernel_test_util.h"
 
 namespace memoria {
 namespace {
 
 constexpr float kUntouched = 12345.0f;
-
-std::vector<float> Gaussian(int64_t n, std::mt19937* rng) {
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> x(n);
-  for (float& v : x) v = dist(*rng);
-  return x;
-}
-
-// Activation rows as the kernels see them, turned back into floats.
-std::vector<float> DequantizeActivation(GgmlType dot_type, const uint8_t* row, int64_t k) {
-  std::vector<float> out(k);
-  if (dot_type == GgmlType::kQ8_K) {
-    const BlockQ8_K* blocks = reinterpret_cast<const BlockQ8_K*>(row);
-    for (int64_t i = 0; i < k; ++i) out[i] = blocks[i / kQK_K].d * blocks[i / kQK_K].qs[i % kQK_K];
-  } else {
-    DequantizeRow(dot_type, row, out.data(), k);
-  }
-  return out;
-}
 
 // A weight matrix and a batch of activations, with the dequantized values a reference needs.
 struct Problem {
@@ -137,19 +119,7 @@ std::vector<int64_t> KsFor(GgmlType type) {
 const GgmlType kWeightTypes[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0,
                                  GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K};
 
-class GemmTest : public ::testing::TestWithParam<std::tuple<GgmlType, CpuIsa>> {
- protected:
-  void SetUp() override {
-    if (static_cast<int>(isa()) > static_cast<int>(DetectedCpuIsa())) {
-      GTEST_SKIP() << CpuIsaName(isa()) << " not supported by this CPU";
-    }
-    SetCpuIsaForTesting(isa());
-  }
-  void TearDown() override { SetCpuIsaForTesting(DetectedCpuIsa()); }
-
-  GgmlType type() const { return std::get<0>(GetParam()); }
-  CpuIsa isa() const { return std::get<1>(GetParam()); }
-};
+using GemmTest = TypeAndIsaTest;
 
 TEST_P(GemmTest, MatchesReferenceForShapesRangesAndStrides) {
   struct Shape {

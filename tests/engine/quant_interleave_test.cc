@@ -13,32 +13,14 @@
 #include "engine/quant/interleave.h"
 #include "engine/quant/quant.h"
 #include "gtest/gtest.h"
+#include "tests/engine/kernel_test_util.h"
 
 namespace memoria {
 namespace {
 
 constexpr float kUntouched = 12345.0f;
 
-std::vector<float> Gaussian(int64_t n, std::mt19937* rng) {
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> x(n);
-  for (float& v : x) v = dist(*rng);
-  return x;
-}
-
 const GgmlType kInterleavedTypes[] = {GgmlType::kQ8_0, GgmlType::kQ4_K, GgmlType::kQ6_K};
-
-// Activation rows as the kernels see them, turned back into floats.
-std::vector<float> DequantizeActivation(GgmlType dot_type, const uint8_t* row, int64_t k) {
-  std::vector<float> out(k);
-  if (dot_type == GgmlType::kQ8_K) {
-    const BlockQ8_K* blocks = reinterpret_cast<const BlockQ8_K*>(row);
-    for (int64_t i = 0; i < k; ++i) out[i] = blocks[i / kQK_K].d * blocks[i / kQK_K].qs[i % kQK_K];
-  } else {
-    DequantizeRow(dot_type, row, out.data(), k);
-  }
-  return out;
-}
 
 // A matrix in row layout and interleaved, and activations in the interleaved kernels' format.
 struct Problem {
@@ -121,19 +103,7 @@ TEST(InterleaveTest, ActivationRowIsQ8_0FollowedByBlockSums) {
   }
 }
 
-class InterleavedGemmTest : public ::testing::TestWithParam<std::tuple<GgmlType, CpuIsa>> {
- protected:
-  void SetUp() override {
-    if (static_cast<int>(isa()) > static_cast<int>(DetectedCpuIsa())) {
-      GTEST_SKIP() << CpuIsaName(isa()) << " not supported by this CPU";
-    }
-    SetCpuIsaForTesting(isa());
-  }
-  void TearDown() override { SetCpuIsaForTesting(DetectedCpuIsa()); }
-
-  GgmlType type() const { return std::get<0>(GetParam()); }
-  CpuIsa isa() const { return std::get<1>(GetParam()); }
-};
+using InterleavedGemmTest = TypeAndIsaTest;
 
 // Every output against a double-precision dot product of what the kernel multiplies (only float
 // rounding may differ), and nothing written outside [r0, r1).
@@ -143,9 +113,12 @@ TEST_P(InterleavedGemmTest, MatchesReferenceForShapesAndRanges) {
   };
   // Decode and batches around the 4-row activation tiles and the 64-row chunk; ranges of whole
   // groups, the tail alone, groups plus tail.
+  // Decode with enough groups for every stream count (Q8_0 reads 4 streams at once, k-quants 2)
+  // plus leftover groups.
   const Shape shapes[] = {{16, 1, 0, 16, 0},  {37, 1, 0, 37, 3}, {37, 3, 16, 37, 0},
                           {37, 4, 0, 16, 1},  {48, 5, 16, 32, 0}, {5, 2, 0, 5, 0},
-                          {32, 70, 0, 32, 2}, {21, 9, 16, 21, 0}};
+                          {32, 70, 0, 32, 2}, {21, 9, 16, 21, 0}, {80, 1, 0, 80, 0},
+                          {140, 1, 16, 140, 1}};
   uint32_t seed = 1;
   for (int64_t k : KsFor(type())) {
     for (const Shape& s : shapes) {
