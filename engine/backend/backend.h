@@ -92,7 +92,8 @@ struct BackendOptions {
   // CPU: compute on weights in place in the file mapping (no copy, shares the page cache) instead
   // of copying them into 2 MiB huge pages at load. In place saves load time and memory; the copy
   // makes decode ~1.7x faster, because streaming 4 KiB-page mappings is bound by TLB misses, and
-  // lets the backend repack weights for its kernels (Q8_0 interleaved on AVX-512, ~1.3x more).
+  // lets the backend repack weights for its kernels (interleaved Q8_0/Q4_K/Q6_K rows on AVX-512,
+  // q/k/v and gate/up stacked).
   bool weights_in_place = false;
   // CUDA: Q8_0 / Q4_0 weights stay quantized on the device (dequantizing GEMV for small batches,
   // dequantize-then-cuBLAS above); false converts them to f16 at upload (twice the memory).

@@ -253,8 +253,8 @@ inline float* RowF32(const Tensor& t, int64_t r) {
 void CpuBackend::Embed(const Tensor& table, std::span<const int32_t> ids, Tensor* out) {
   pool_.Run(static_cast<int64_t>(ids.size()), [&](int64_t i) {
     const void* row = static_cast<const char*>(table.data) + ids[i] * table.row_bytes;
-    std::vector<uint8_t> restored;
     if (table.layout == TensorLayout::kInterleaved16) {
+      thread_local std::vector<uint8_t> restored;
       restored.resize(table.row_bytes);
       DeinterleaveRow(table.type, table.data, table.rows, ids[i], table.cols, restored.data());
       row = restored.data();
