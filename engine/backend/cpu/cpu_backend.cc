@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 
 #include "absl/strings/str_cat.h"
+#include "engine/quant/blocks.h"
 #include "engine/quant/gemm.h"
 #include "engine/quant/interleave.h"
 #include "engine/quant/quant.h"
@@ -118,7 +119,13 @@ absl::StatusOr<Tensor> CpuBackend::CopyWeights(std::span<const GgufTensorInfo* c
       stack_into(stacked.data());
       rows = stacked.data();
     }
-    InterleaveRows(t.type, rows, t.rows, t.cols, copy);
+    // Groups are independent, so slices of whole groups repack in parallel (load time).
+    constexpr int64_t kSliceRows = 64 * kInterleavedRows;
+    pool_.Run((t.rows + kSliceRows - 1) / kSliceRows, [&](int64_t i) {
+      const int64_t r0 = i * kSliceRows;
+      InterleaveRows(t.type, rows + r0 * t.row_bytes, std::min(kSliceRows, t.rows - r0), t.cols,
+                     copy + r0 * t.row_bytes);
+    });
     t.layout = TensorLayout::kInterleaved16;
   } else {
     stack_into(copy);
