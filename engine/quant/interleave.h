@@ -6,10 +6,11 @@
 // In the GGUF row layout a decode kernel multiplies each row with the activations separately:
 // per 32-element block it loads the row's scale, offsets and multiplies 32 quants, and at the end
 // reduces the row's vector to one number. That work per byte leaves the AVX-512 Q8_0 kernel
-// compute-bound at ~75% of memory bandwidth on two cores. Interleaved (BlockQ8_0x16 and friends in
-// blocks.h), one vpdpbusd multiplies 4 quants of 16 rows at once with 4 broadcast activation
+// compute-bound at ~55% of the read bandwidth on two cores. Interleaved (BlockQ8_0x16 and friends
+// in blocks.h), one vpdpbusd multiplies 4 quants of 16 rows at once with 4 broadcast activation
 // quants, the 16 lanes of the result are the 16 rows' block sums, and no reduction is left: ~3x
-// fewer instructions per byte, which lets decode stream at the memory's speed.
+// fewer instructions per byte (Q8_0 and Q4_K kernels at 0.8-0.9 of the read bandwidth,
+// docs/performance.md).
 //
 // A matrix of `rows` rows stores rows [0, 16 * (rows / 16)) as groups of 16 interleaved rows and
 // the remaining rows in row layout at their usual offsets (a group has the size of 16 rows).
