@@ -230,8 +230,9 @@ void RunBlocks(const uint8_t* const (&w)[G], const uint8_t* x, size_t x_row_byte
 
 // Decode reads the thread's groups as K::kDecodeStreams sequential streams at once, one per part
 // of its row range: the memory system delivers ~1.2-1.5x more to several streams than to one
-// (ReadBandwidthProbe), up to a count that depends on the kernel's work per byte (measured). Batches walk activation rows in chunks and reuse each group for all rows
-// of a chunk while it is in cache, as RunTiles does.
+// (ReadBandwidthProbe), up to a count that depends on the kernel's work per byte (measured).
+// Batches walk activation rows in chunks and reuse each group for all rows of a chunk while it is
+// in cache, as RunTiles does.
 template <class K>
 void RunGroups(const GemmArgs& a) {
   const size_t group_bytes = kInterleavedRows * a.w_row_bytes;  // a group has the size of 16 rows
