@@ -35,10 +35,13 @@ inline std::vector<float> DequantizeActivation(GgmlType dot_type, const uint8_t*
   return out;
 }
 
-// Tests over (weight type, kernel path): each runs on its path (skipped where the CPU lacks it)
-// and restores the detected one.
-class TypeAndIsaTest : public ::testing::TestWithParam<std::tuple<GgmlType, CpuIsa>> {
+// Parameterized tests that each run on one kernel path (skipped where the CPU lacks it) and
+// restore the detected path afterwards; isa() picks the path out of the parameter.
+template <class Param>
+class KernelPathTest : public ::testing::TestWithParam<Param> {
  protected:
+  virtual CpuIsa isa() const = 0;
+
   void SetUp() override {
     if (static_cast<int>(isa()) > static_cast<int>(DetectedCpuIsa())) {
       GTEST_SKIP() << CpuIsaName(isa()) << " not supported by this CPU";
@@ -46,9 +49,13 @@ class TypeAndIsaTest : public ::testing::TestWithParam<std::tuple<GgmlType, CpuI
     SetCpuIsaForTesting(isa());
   }
   void TearDown() override { SetCpuIsaForTesting(DetectedCpuIsa()); }
+};
 
+// Tests over (weight type, kernel path).
+class TypeAndIsaTest : public KernelPathTest<std::tuple<GgmlType, CpuIsa>> {
+ protected:
   GgmlType type() const { return std::get<0>(GetParam()); }
-  CpuIsa isa() const { return std::get<1>(GetParam()); }
+  CpuIsa isa() const override { return std::get<1>(GetParam()); }
 };
 
 }  // namespace memoria

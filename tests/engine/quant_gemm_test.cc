@@ -199,15 +199,9 @@ TEST(GemmDispatchTest, IsaOverride) {
 
 // ---- float helpers used by attention ----
 
-class VectorHelpersTest : public ::testing::TestWithParam<CpuIsa> {
+class VectorHelpersTest : public KernelPathTest<CpuIsa> {
  protected:
-  void SetUp() override {
-    if (static_cast<int>(GetParam()) > static_cast<int>(DetectedCpuIsa())) {
-      GTEST_SKIP() << CpuIsaName(GetParam()) << " not supported by this CPU";
-    }
-    SetCpuIsaForTesting(GetParam());
-  }
-  void TearDown() override { SetCpuIsaForTesting(DetectedCpuIsa()); }
+  CpuIsa isa() const override { return GetParam(); }
 };
 
 TEST_P(VectorHelpersTest, DotAndAxpy) {

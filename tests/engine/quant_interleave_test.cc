@@ -112,9 +112,8 @@ TEST_P(InterleavedGemmTest, MatchesReferenceForShapesAndRanges) {
     int64_t rows, nb, r0, r1, ldy_extra;
   };
   // Decode and batches around the 4-row activation tiles and the 64-row chunk; ranges of whole
-  // groups, the tail alone, groups plus tail.
-  // Decode with enough groups for every stream count (Q8_0 reads 4 streams at once, k-quants 2)
-  // plus leftover groups.
+  // groups, the tail alone, groups plus tail; decode with enough groups for every stream count
+  // (Q8_0 reads 4 streams at once, k-quants 2) plus leftover groups.
   const Shape shapes[] = {{16, 1, 0, 16, 0},  {37, 1, 0, 37, 3}, {37, 3, 16, 37, 0},
                           {37, 4, 0, 16, 1},  {48, 5, 16, 32, 0}, {5, 2, 0, 5, 0},
                           {32, 70, 0, 32, 2}, {21, 9, 16, 21, 0}, {80, 1, 0, 80, 0},
