@@ -71,12 +71,14 @@ struct BlockQ4_Kx16 {
 };
 static_assert(sizeof(BlockQ4_Kx16) == kInterleavedRows * sizeof(BlockQ4_K));
 
-// Q6_K super-blocks of 16 rows, with BlockQ6_K's bytes regrouped 4 at a time for every row, in
-// the order the kernel reads them: for each (h, t), the two ql vectors and the qh vector that
-// together hold the 4 x 4 quants of elements 128h + 32n + 4t + i.
+// Q6_K super-blocks of 16 rows. A 6-bit quant is split in BlockQ6_K into 4 low bits (ql) and 2
+// high bits (qh), and putting four of them back together costs 17 vector operations per 3 x 64
+// bytes. Here each row's three bytes for the quants of elements 128h + 32n + j (n = 0..3,
+// j = 4t + i) hold three whole quants in their low 6 bits and the fourth 2 bits at a time in
+// their top bits, which takes 9 operations to undo (Q6_Kx16Kernel in gemm_avx512.cc):
+//   qs[h][t][s][r][i] = q(128h + 32s + j) | ((q(128h + 96 + j) >> 2s) & 3) << 6   (s = 0, 1, 2)
+// where q(e) is row r's quant of element e, 0..63 (dequantized as d * scale * (q - 32)).
 struct BlockQ6_Kx16 {
-  // qs[h][t][s][r][i] = row r's ql[64h + 32s + 4t + i] (s = 0, 1), qs[h][t][2][r][i] = row r's
-  // qh[32h + 4t + i]
   uint8_t qs[2][8][3][kInterleavedRows][4];
   int8_t scales[16][kInterleavedRows];  // scales[j][r] = row r's scales[j]
   uint16_t d[kInterleavedRows];

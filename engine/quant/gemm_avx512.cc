@@ -386,7 +386,8 @@ struct Q4_Kx16Kernel {
 
 // Q6_K x Q8_K. The 6-bit quants are used unsigned (0..63) and each 16-element sub-block's sum
 // starts at -32 x its activation sum (bsums), which makes it the sum over q - 32; then times the
-// sub-block's scale, as DotRowQ6K in gemm_scalar.cc.
+// sub-block's scale, as DotRowQ6K in gemm_scalar.cc. Three of every four quants are the low 6 bits
+// of a byte, the fourth is gathered from the three bytes' top 2 bits (BlockQ6_Kx16).
 struct Q6_Kx16Kernel {
   static constexpr int kBatchRows = 2;  // 4 x RB sub-block sums live at once
   static constexpr int kDecodeStreams = 2;  // 1: 0.9x, 4: 0.6x (kernels_bench, 2 threads)
@@ -396,7 +397,8 @@ struct Q6_Kx16Kernel {
   template <int RB>
   static void Block(const uint8_t* group_block, const uint8_t* x, size_t x_row_bytes,
                     int64_t /*k*/, int64_t ib, __m512 (&acc)[RB]) {
-    const __m512i four = _mm512_set1_epi8(0x0f), top = _mm512_set1_epi8(0x30);
+    const __m512i six = _mm512_set1_epi8(63);
+    const __m512i bits_01 = _mm512_set1_epi8(0x03), bits_0123 = _mm512_set1_epi8(0x0f);
     const BlockQ6_Kx16& g = *reinterpret_cast<const BlockQ6_Kx16*>(group_block);
     const BlockQ8_K* xb[RB];
     for (int b = 0; b < RB; ++b) {
@@ -415,18 +417,19 @@ struct Q6_Kx16Kernel {
         }
         for (int t = 4 * half; t < 4 * half + 4; ++t) {
           if (RB == 1) Prefetch<3>(g.qs[h][t][0][0]);
-          const __m512i lo = Load512(g.qs[h][t][0][0]);
-          const __m512i hi = Load512(g.qs[h][t][1][0]);
-          const __m512i bits = Load512(g.qs[h][t][2][0]);
+          const __m512i v0 = Load512(g.qs[h][t][0][0]);
+          const __m512i v1 = Load512(g.qs[h][t][1][0]);
+          const __m512i v2 = Load512(g.qs[h][t][2][0]);
           __m512i q[4];
-          q[0] = _mm512_or_si512(_mm512_and_si512(lo, four),
-                                 _mm512_and_si512(_mm512_slli_epi16(bits, 4), top));
-          q[1] = _mm512_or_si512(_mm512_and_si512(hi, four),
-                                 _mm512_and_si512(_mm512_slli_epi16(bits, 2), top));
-          q[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(lo, 4), four),
-                                 _mm512_and_si512(bits, top));
-          q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(hi, 4), four),
-                                 _mm512_and_si512(_mm512_srli_epi16(bits, 2), top));
+          q[0] = _mm512_and_si512(v0, six);
+          q[1] = _mm512_and_si512(v1, six);
+          q[2] = _mm512_and_si512(v2, six);
+          // Top bits of v0, v1, v2 to bits 0-1, 2-3, 4-5 (16-bit shifts: the bits kept come
+          // from the same byte), merged by bit selects (vpternlog 0xe4: c ? a : b per bit).
+          const __m512i q3_low = _mm512_ternarylogic_epi32(
+              _mm512_srli_epi16(v0, 6), _mm512_srli_epi16(v1, 4), bits_01, 0xe4);
+          q[3] = _mm512_and_si512(
+              _mm512_ternarylogic_epi32(q3_low, _mm512_srli_epi16(v2, 2), bits_0123, 0xe4), six);
           for (int b = 0; b < RB; ++b) {
             const int8_t* xq = xb[b]->qs + 128 * h + 4 * t;
             for (int n = 0; n < 4; ++n) {

@@ -27,7 +27,48 @@ using gemm_internal::KernelTable;
 struct Format {
   std::vector<Run> runs;
   GemmFn KernelTable::*kernel;  // its kernel in each path's table (null: none on that path)
+  // Rewrite one row block, in place, into the byte order the runs copy and back (null: the
+  // file's order is the kernel's).
+  void (*to_kernel_order)(uint8_t* block) = nullptr;
+  void (*from_kernel_order)(uint8_t* block) = nullptr;
 };
+
+// Q6_K quants in BlockQ6_Kx16's order (blocks.h): for each half h and j < 32, the bytes
+// ql[64h + j], ql[64h + 32 + j] and qh[32h + j] hold the quants q0..q3 of elements
+// 128h + 32n + j as q0..q2 in their low 6 bits and q3 2 bits at a time in their top bits.
+void Q6KToKernelOrder(uint8_t* block) {
+  auto& b = *reinterpret_cast<BlockQ6_K*>(block);
+  for (int h = 0; h < 2; ++h) {
+    for (int j = 0; j < 32; ++j) {
+      uint8_t& lo = b.ql[64 * h + j];
+      uint8_t& hi = b.ql[64 * h + 32 + j];
+      uint8_t& bits = b.qh[32 * h + j];
+      const int q0 = (lo & 0x0f) | (bits & 3) << 4;
+      const int q1 = (hi & 0x0f) | (bits >> 2 & 3) << 4;
+      const int q2 = lo >> 4 | (bits >> 4 & 3) << 4;
+      const int q3 = hi >> 4 | (bits >> 6 & 3) << 4;
+      lo = static_cast<uint8_t>(q0 | (q3 & 3) << 6);
+      hi = static_cast<uint8_t>(q1 | (q3 >> 2 & 3) << 6);
+      bits = static_cast<uint8_t>(q2 | (q3 >> 4) << 6);
+    }
+  }
+}
+
+void Q6KFromKernelOrder(uint8_t* block) {
+  auto& b = *reinterpret_cast<BlockQ6_K*>(block);
+  for (int h = 0; h < 2; ++h) {
+    for (int j = 0; j < 32; ++j) {
+      uint8_t& lo = b.ql[64 * h + j];
+      uint8_t& hi = b.ql[64 * h + 32 + j];
+      uint8_t& bits = b.qh[32 * h + j];
+      const int q0 = lo & 63, q1 = hi & 63, q2 = bits & 63;
+      const int q3 = lo >> 6 | (hi >> 6) << 2 | (bits >> 6) << 4;
+      lo = static_cast<uint8_t>((q0 & 0x0f) | (q2 & 0x0f) << 4);
+      hi = static_cast<uint8_t>((q1 & 0x0f) | (q3 & 0x0f) << 4);
+      bits = static_cast<uint8_t>(q0 >> 4 | (q1 >> 4) << 2 | (q2 >> 4) << 4 | (q3 >> 4) << 6);
+    }
+  }
+}
 
 // The layouts of blocks.h as runs.
 const Format* FormatOf(GgmlType type) {
@@ -43,12 +84,13 @@ const Format* FormatOf(GgmlType type) {
     return f;
   }();
   static const Format q6_k = [] {
-    Format f{{}, &KernelTable::q6_k_x16};
+    Format f{{}, &KernelTable::q6_k_x16, Q6KToKernelOrder, Q6KFromKernelOrder};
     for (size_t h = 0; h < 2; ++h) {
       for (size_t t = 0; t < 8; ++t) {
         const size_t vectors = 192 * (8 * h + t);
-        f.runs.push_back({64 * h + 4 * t, vectors, 4, 4, 0});            // ql, low nibbles first
-        f.runs.push_back({64 * h + 32 + 4 * t, vectors + 64, 4, 4, 0});  // ql, second half
+        for (size_t s = 0; s < 2; ++s) {
+          f.runs.push_back({64 * h + 32 * s + 4 * t, vectors + 64 * s, 4, 4, 0});  // ql
+        }
         f.runs.push_back({128 + 32 * h + 4 * t, vectors + 128, 4, 4, 0});  // qh
       }
     }
@@ -86,10 +128,12 @@ void DeinterleaveGroupRow(const Format& f, const uint8_t* group, int r, int64_t 
                           size_t block_bytes, uint8_t* row) {
   const size_t group_block_bytes = kInterleavedRows * block_bytes;
   for (int64_t ib = 0; ib < nblocks; ++ib) {
+    uint8_t* block = row + ib * block_bytes;
     for (const Run& run : f.runs) {
       Copy(run, group + ib * group_block_bytes + run.group_offset + r * run.row_stride,
-           row + ib * block_bytes + run.row_offset);
+           block + run.row_offset);
     }
+    if (f.from_kernel_order != nullptr) f.from_kernel_order(block);
   }
 }
 
@@ -108,11 +152,17 @@ void InterleaveRows(GgmlType type, const void* src, int64_t rows, int64_t k, voi
   const int64_t whole = WholeGroupRows(rows);
   const auto* in = static_cast<const uint8_t*>(src);
   auto* out = static_cast<uint8_t*>(dst);
+  std::vector<uint8_t> reordered(block_bytes);
   for (int64_t g = 0; g < whole; g += kInterleavedRows) {
     for (int64_t ib = 0; ib < nblocks; ++ib) {
       uint8_t* group_block = out + g * row_bytes + ib * kInterleavedRows * block_bytes;
       for (int r = 0; r < kInterleavedRows; ++r) {
         const uint8_t* block = in + (g + r) * row_bytes + ib * block_bytes;
+        if (f.to_kernel_order != nullptr) {
+          std::memcpy(reordered.data(), block, block_bytes);
+          f.to_kernel_order(reordered.data());
+          block = reordered.data();
+        }
         for (const Run& run : f.runs) {
           Copy(run, block + run.row_offset, group_block + run.group_offset + r * run.row_stride);
         }
