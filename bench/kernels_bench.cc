@@ -68,40 +68,43 @@ void BM_GemmRows(benchmark::State& state, GgmlType type, CpuIsa isa, int64_t row
   SetCpuIsaForTesting(DetectedCpuIsa());
 }
 
-// Decode (nb = 1) of a matrix beyond L3 on the engine's thread pool, rows split into blocks as
-// CpuBackend::MatMul splits them (2 per thread, multiples of 16 rows): the multi-threaded rate to
-// compare with ReadBandwidth at the same thread count. `interleaved`: the weights repacked as
-// the CPU backend repacks them where PrefersInterleavedRows (engine/quant/interleave.h).
-void BM_GemmRowsPool(benchmark::State& state, GgmlType type, bool interleaved, int n_threads) {
-  constexpr int64_t kRows = 32768, kK = 4096;
+// Decode (nb = 1) on the engine's thread pool, rows split into blocks as CpuBackend::MatMul
+// splits them (2 per thread, multiples of 16 rows). `interleaved`: the weights repacked as the
+// CPU backend repacks them where PrefersInterleavedRows (engine/quant/interleave.h). With
+// 32768 rows the matrix is beyond L3: the multi-threaded rate to compare with ReadBandwidth at
+// the same thread count. With 256 rows it stays in L2: the kernel's compute rate, which a
+// change to its instruction count moves even where the DRAM rate (and a noisy neighbour) hides it.
+void BM_GemmRowsPool(benchmark::State& state, GgmlType type, bool interleaved, int n_threads,
+                     int64_t rows) {
+  constexpr int64_t kK = 4096;
   size_t w_row_bytes;
-  std::vector<uint8_t> w = MakeWeights(type, kRows, kK, &w_row_bytes);
+  std::vector<uint8_t> w = MakeWeights(type, rows, kK, &w_row_bytes);
   const GgmlType dot_type = DotTypeFor(type);
   const size_t x_row_bytes = interleaved ? InterleavedActivationRowBytes(type, kK)
                                          : GgmlRowBytes(dot_type, kK);
   std::vector<uint8_t> xq(x_row_bytes);
   std::vector<float> x(kK, 0.5f);
   if (interleaved) {
-    const std::vector<uint8_t> rows = w;
-    InterleaveRows(type, rows.data(), kRows, kK, w.data());
+    const std::vector<uint8_t> row_major = w;
+    InterleaveRows(type, row_major.data(), rows, kK, w.data());
     ConvertInterleavedActivationRow(type, x.data(), xq.data(), kK);
   } else {
     ConvertActivationRow(dot_type, x.data(), xq.data(), kK);
   }
-  std::vector<float> y(kRows);
+  std::vector<float> y(rows);
   ThreadPool pool(n_threads);
-  const int64_t block = std::max<int64_t>(16, (kRows / (2 * n_threads) + 15) / 16 * 16);
-  const int64_t n_blocks = (kRows + block - 1) / block;
+  const int64_t block = std::max<int64_t>(16, (rows / (2 * n_threads) + 15) / 16 * 16);
+  const int64_t n_blocks = (rows + block - 1) / block;
   for (auto _ : state) {
     pool.Run(n_blocks, [&](int64_t b) {
       const int64_t r0 = b * block;
-      const int64_t r1 = std::min(kRows, r0 + block);
+      const int64_t r1 = std::min(rows, r0 + block);
       if (interleaved) {
-        GemmInterleavedRows(type, w.data(), kRows, kK, r0, r1, xq.data(), x_row_bytes, 1, y.data(),
-                            kRows);
+        GemmInterleavedRows(type, w.data(), rows, kK, r0, r1, xq.data(), x_row_bytes, 1, y.data(),
+                            rows);
       } else {
         GemmRows(type, w.data(), w_row_bytes, kK, r0, r1, xq.data(), x_row_bytes, 1, y.data(),
-                 kRows);
+                 rows);
       }
     });
     benchmark::DoNotOptimize(y.data());
@@ -138,13 +141,19 @@ void RegisterAll() {
   for (GgmlType type : {GgmlType::kQ8_0, GgmlType::kQ4_K, GgmlType::kQ6_K}) {
     for (bool interleaved : {false, true}) {
       if (interleaved && !PrefersInterleavedRows(type)) continue;
+      const std::string prefix = std::string("GemmRowsPool/") +
+                                 std::string(TraitsOf(type).name) + (interleaved ? "x16" : "");
       for (int n_threads : {1, 2}) {
-        const std::string name = std::string("GemmRowsPool/") + std::string(TraitsOf(type).name) +
-                                 (interleaved ? "x16" : "") + "/nb:1/32768x4096/threads:" +
-                                 std::to_string(n_threads);
-        benchmark::RegisterBenchmark(name.c_str(), BM_GemmRowsPool, type, interleaved, n_threads)
+        const std::string name =
+            prefix + "/nb:1/32768x4096/threads:" + std::to_string(n_threads);
+        benchmark::RegisterBenchmark(name.c_str(), BM_GemmRowsPool, type, interleaved, n_threads,
+                                     int64_t{32768})
             ->UseRealTime();
       }
+      const std::string in_l2 = prefix + "/nb:1/256x4096/threads:1";
+      benchmark::RegisterBenchmark(in_l2.c_str(), BM_GemmRowsPool, type, interleaved, 1,
+                                   int64_t{256})
+          ->UseRealTime();
     }
   }
   for (int n_threads : {1, 2}) {
