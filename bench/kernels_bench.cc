@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
@@ -21,12 +22,27 @@
 namespace memoria {
 namespace {
 
+// Weights start on a cache line, as CpuBackend places them (a large std::vector starts 16 bytes
+// past a page, which splits every 64-byte load in two and hides what layouts do for alignment).
+template <class T>
+struct CacheLineAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t kAlign{64};
+  CacheLineAllocator() = default;
+  template <class U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
+  void deallocate(T* p, size_t) { ::operator delete(p, kAlign); }
+  bool operator==(const CacheLineAllocator&) const = default;
+};
+using WeightBytes = std::vector<uint8_t, CacheLineAllocator<uint8_t>>;
+
 // A rows x k weight matrix. Kernel speed does not depend on the values, so a few quantized
 // random rows are repeated to keep setup fast for matrices larger than L3.
-std::vector<uint8_t> MakeWeights(GgmlType type, int64_t rows, int64_t k, size_t* row_bytes) {
+WeightBytes MakeWeights(GgmlType type, int64_t rows, int64_t k, size_t* row_bytes) {
   constexpr int64_t kDistinctRows = 16;
   *row_bytes = GgmlRowBytes(type, k);
-  std::vector<uint8_t> w(rows * *row_bytes);
+  WeightBytes w(rows * *row_bytes);
   std::mt19937 rng(1);
   std::normal_distribution<float> dist;
   std::vector<float> row(k);
@@ -44,7 +60,7 @@ void BM_GemmRows(benchmark::State& state, GgmlType type, CpuIsa isa, int64_t row
                  int64_t nb) {
   SetCpuIsaForTesting(isa);
   size_t w_row_bytes;
-  const std::vector<uint8_t> w = MakeWeights(type, rows, k, &w_row_bytes);
+  const WeightBytes w = MakeWeights(type, rows, k, &w_row_bytes);
   const GgmlType dot_type = DotTypeFor(type);
   const size_t x_row_bytes = GgmlRowBytes(dot_type, k);
   std::vector<uint8_t> xq(nb * x_row_bytes);
@@ -78,14 +94,14 @@ void BM_GemmRowsPool(benchmark::State& state, GgmlType type, bool interleaved, i
                      int64_t rows) {
   constexpr int64_t kK = 4096;
   size_t w_row_bytes;
-  std::vector<uint8_t> w = MakeWeights(type, rows, kK, &w_row_bytes);
+  WeightBytes w = MakeWeights(type, rows, kK, &w_row_bytes);
   const GgmlType dot_type = DotTypeFor(type);
   const size_t x_row_bytes = interleaved ? InterleavedActivationRowBytes(type, kK)
                                          : GgmlRowBytes(dot_type, kK);
   std::vector<uint8_t> xq(x_row_bytes);
   std::vector<float> x(kK, 0.5f);
   if (interleaved) {
-    const std::vector<uint8_t> row_major = w;
+    const WeightBytes row_major = w;
     InterleaveRows(type, row_major.data(), rows, kK, w.data());
     ConvertInterleavedActivationRow(type, x.data(), xq.data(), kK);
   } else {
