@@ -1,6 +1,7 @@
 #ifndef MEMORIA_ENGINE_QUANT_BLOCKS_H_
 #define MEMORIA_ENGINE_QUANT_BLOCKS_H_
 
+#include <cstddef>
 #include <cstdint>
 
 namespace memoria {
@@ -52,14 +53,40 @@ static_assert(sizeof(BlockQ8_K) == 292);
 // group block holds the same block of the 16 rows, quants regrouped so that 4 consecutive bytes of
 // every row form one 64-byte vector and one vpdpbusd (unsigned x signed bytes) multiplies 16 rows
 // by 4 broadcast activation quants. A group block has the size of the 16 rows' blocks.
-
-// Q8_0: the rows' scales, then quants 4c..4c+3 of every row in chunk c, stored as q + 128.
+//
+// Q8_0 and Q6_K group blocks are an odd multiple of 32 bytes, so in a row of them every second one
+// would start half-way into a 64-byte line and each of its 64-byte quant loads would touch two
+// lines (costing ~20% of the Q6_K kernel's in-cache rate, kernels_bench). They come in two parts, the
+// quants (a multiple of 64 bytes) and the rest (`Scales`), stored quants first at even block
+// indices of a row and scales first at odd ones (GroupBlockParts): in a row of an even number of
+// blocks every block's quants then start on a line.
 inline constexpr int kInterleavedRows = 16;
+
+// Where the two parts of group block `ib` of a row lie.
+template <class G>
+struct GroupBlockParts {
+  GroupBlockParts(const uint8_t* group_block, int64_t ib)
+      : quants(reinterpret_cast<const typename G::Quants*>(
+            group_block + (ib % 2 == 1 ? sizeof(typename G::Scales) : 0))),
+        scales(reinterpret_cast<const typename G::Scales*>(
+            group_block + (ib % 2 == 1 ? 0 : sizeof(typename G::Quants)))) {}
+  const typename G::Quants* quants;
+  const typename G::Scales* scales;
+};
+
+// Q8_0: quants 4c..4c+3 of every row in chunk c, stored as q + 128, and the rows' scales.
 struct BlockQ8_0x16 {
-  uint16_t d[kInterleavedRows];                       // fp16 scale of each row's block
-  uint8_t qs[kQK8_0 / 4][kInterleavedRows][4];        // qs[c][r][j] = q_r[4c + j] + 128
+  struct Quants {
+    uint8_t qs[kQK8_0 / 4][kInterleavedRows][4];  // qs[c][r][j] = q_r[4c + j] + 128
+  };
+  struct Scales {
+    uint16_t d[kInterleavedRows];  // fp16 scale of each row's block
+  };
+  Quants quants;
+  Scales scales;
 };
 static_assert(sizeof(BlockQ8_0x16) == kInterleavedRows * sizeof(BlockQ8_0));
+static_assert(sizeof(BlockQ8_0x16::Quants) % 64 == 0);
 
 // Q4_K super-blocks of 16 rows. qs[c][t] holds bytes 4t..4t+3 of every row's 32-byte chunk c:
 // low nibbles are sub-block 2c, high nibbles sub-block 2c + 1, as in BlockQ4_K.
@@ -79,11 +106,18 @@ static_assert(sizeof(BlockQ4_Kx16) == kInterleavedRows * sizeof(BlockQ4_K));
 //   qs[h][t][s][r][i] = q(128h + 32s + j) | ((q(128h + 96 + j) >> 2s) & 3) << 6   (s = 0, 1, 2)
 // where q(e) is row r's quant of element e, 0..63 (dequantized as d * scale * (q - 32)).
 struct BlockQ6_Kx16 {
-  uint8_t qs[2][8][3][kInterleavedRows][4];
-  int8_t scales[16][kInterleavedRows];  // scales[j][r] = row r's scales[j]
-  uint16_t d[kInterleavedRows];
+  struct Quants {
+    uint8_t qs[2][8][3][kInterleavedRows][4];
+  };
+  struct Scales {
+    int8_t scales[16][kInterleavedRows];  // scales[j][r] = row r's scales[j]
+    uint16_t d[kInterleavedRows];
+  };
+  Quants quants;
+  Scales scales;
 };
 static_assert(sizeof(BlockQ6_Kx16) == kInterleavedRows * sizeof(BlockQ6_K));
+static_assert(sizeof(BlockQ6_Kx16::Quants) % 64 == 0);
 
 }  // namespace memoria
 

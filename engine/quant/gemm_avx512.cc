@@ -289,12 +289,12 @@ struct Q8_0x16Kernel {
   template <int RB>
   static void Block(const uint8_t* group_block, const uint8_t* x, size_t x_row_bytes, int64_t k,
                     int64_t ib, __m512 (&acc)[RB]) {
-    const BlockQ8_0x16& g = *reinterpret_cast<const BlockQ8_0x16*>(group_block);
+    const GroupBlockParts<BlockQ8_0x16> g(group_block, ib);
     const uint8_t* sums = x + (k / kQK8_0) * sizeof(BlockQ8_0);
     if (RB == 1) Prefetch<2>(group_block);
     __m512i q[kQK8_0 / 4];
-    for (int c = 0; c < kQK8_0 / 4; ++c) q[c] = Load512(g.qs[c][0]);
-    const __m512 dw = _mm512_cvtph_ps(Load256(reinterpret_cast<const uint8_t*>(g.d)));
+    for (int c = 0; c < kQK8_0 / 4; ++c) q[c] = Load512(g.quants->qs[c][0]);
+    const __m512 dw = _mm512_cvtph_ps(Load256(reinterpret_cast<const uint8_t*>(g.scales->d)));
     for (int b = 0; b < RB; ++b) {
       const uint8_t* xb = x + b * x_row_bytes + ib * sizeof(BlockQ8_0);
       const int32_t sum = Load32(sums + b * x_row_bytes + ib * sizeof(int32_t));
@@ -399,7 +399,8 @@ struct Q6_Kx16Kernel {
                     int64_t /*k*/, int64_t ib, __m512 (&acc)[RB]) {
     const __m512i six = _mm512_set1_epi8(63);
     const __m512i bits_01 = _mm512_set1_epi8(0x03), bits_0123 = _mm512_set1_epi8(0x0f);
-    const BlockQ6_Kx16& g = *reinterpret_cast<const BlockQ6_Kx16*>(group_block);
+    const GroupBlockParts<BlockQ6_Kx16> g(group_block, ib);
+    const auto& qs = g.quants->qs;
     const BlockQ8_K* xb[RB];
     for (int b = 0; b < RB; ++b) {
       xb[b] = reinterpret_cast<const BlockQ8_K*>(x + b * x_row_bytes) + ib;
@@ -416,10 +417,10 @@ struct Q6_Kx16Kernel {
           }
         }
         for (int t = 4 * half; t < 4 * half + 4; ++t) {
-          if (RB == 1) Prefetch<3>(g.qs[h][t][0][0]);
-          const __m512i v0 = Load512(g.qs[h][t][0][0]);
-          const __m512i v1 = Load512(g.qs[h][t][1][0]);
-          const __m512i v2 = Load512(g.qs[h][t][2][0]);
+          if (RB == 1) Prefetch<3>(qs[h][t][0][0]);
+          const __m512i v0 = Load512(qs[h][t][0][0]);
+          const __m512i v1 = Load512(qs[h][t][1][0]);
+          const __m512i v2 = Load512(qs[h][t][2][0]);
           __m512i q[4];
           q[0] = _mm512_and_si512(v0, six);
           q[1] = _mm512_and_si512(v1, six);
@@ -440,14 +441,14 @@ struct Q6_Kx16Kernel {
         }
         for (int n = 0; n < 4; ++n) {
           const __m512i scale = _mm512_cvtepi8_epi32(Load128(
-              reinterpret_cast<const uint8_t*>(g.scales[8 * h + 2 * n + half])));
+              reinterpret_cast<const uint8_t*>(g.scales->scales[8 * h + 2 * n + half])));
           for (int b = 0; b < RB; ++b) {
             isum[b] = _mm512_add_epi32(isum[b], _mm512_mullo_epi32(sub[b][n], scale));
           }
         }
       }
     }
-    const __m512 d = _mm512_cvtph_ps(Load256(reinterpret_cast<const uint8_t*>(g.d)));
+    const __m512 d = _mm512_cvtph_ps(Load256(reinterpret_cast<const uint8_t*>(g.scales->d)));
     for (int b = 0; b < RB; ++b) {
       acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[b]),
                                _mm512_mul_ps(d, _mm512_set1_ps(xb[b]->d)), acc[b]);

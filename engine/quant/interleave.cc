@@ -31,7 +31,16 @@ struct Format {
   // file's order is the kernel's).
   void (*to_kernel_order)(uint8_t* block) = nullptr;
   void (*from_kernel_order)(uint8_t* block) = nullptr;
+  // Group blocks at odd indices of a row are rotated by this many bytes, scales first
+  // (GroupBlockParts in blocks.h; 0: not rotated). Runs give offsets in the unrotated block.
+  size_t odd_block_rotation = 0;
 };
+
+// Where `run` starts in group block `ib` of `f`, `group_block_bytes` long.
+size_t GroupOffset(const Format& f, const Run& run, int64_t ib, size_t group_block_bytes) {
+  if (ib % 2 == 0) return run.group_offset;
+  return (run.group_offset + f.odd_block_rotation) % group_block_bytes;
+}
 
 // Q6_K quants in BlockQ6_Kx16's order (blocks.h): for each half h and j < 32, the bytes
 // ql[64h + j], ql[64h + 32 + j] and qh[32h + j] hold the quants q0..q3 of elements
@@ -73,8 +82,10 @@ void Q6KFromKernelOrder(uint8_t* block) {
 // The layouts of blocks.h as runs.
 const Format* FormatOf(GgmlType type) {
   static const Format q8_0 = [] {
-    Format f{{{0, 0, 2, 2, 0}}, &KernelTable::q8_0_x16};
-    for (size_t c = 0; c < kQK8_0 / 4; ++c) f.runs.push_back({2 + 4 * c, 32 + 64 * c, 4, 4, 0x80});
+    Format f{{}, &KernelTable::q8_0_x16};
+    for (size_t c = 0; c < kQK8_0 / 4; ++c) f.runs.push_back({2 + 4 * c, 64 * c, 4, 4, 0x80});
+    f.runs.push_back({0, sizeof(BlockQ8_0x16::Quants), 2, 2, 0});  // d
+    f.odd_block_rotation = sizeof(BlockQ8_0x16::Scales);
     return f;
   }();
   static const Format q4_k = [] {
@@ -96,6 +107,7 @@ const Format* FormatOf(GgmlType type) {
     }
     for (size_t j = 0; j < 16; ++j) f.runs.push_back({192 + j, 3072 + 16 * j, 1, 1, 0});  // scales
     f.runs.push_back({208, 3328, 2, 2, 0});                                                // d
+    f.odd_block_rotation = sizeof(BlockQ6_Kx16::Scales);
     return f;
   }();
   switch (type) {
@@ -130,7 +142,9 @@ void DeinterleaveGroupRow(const Format& f, const uint8_t* group, int r, int64_t 
   for (int64_t ib = 0; ib < nblocks; ++ib) {
     uint8_t* block = row + ib * block_bytes;
     for (const Run& run : f.runs) {
-      Copy(run, group + ib * group_block_bytes + run.group_offset + r * run.row_stride,
+      Copy(run,
+           group + ib * group_block_bytes + GroupOffset(f, run, ib, group_block_bytes) +
+               r * run.row_stride,
            block + run.row_offset);
     }
     if (f.from_kernel_order != nullptr) f.from_kernel_order(block);
@@ -155,7 +169,8 @@ void InterleaveRows(GgmlType type, const void* src, int64_t rows, int64_t k, voi
   std::vector<uint8_t> reordered(block_bytes);
   for (int64_t g = 0; g < whole; g += kInterleavedRows) {
     for (int64_t ib = 0; ib < nblocks; ++ib) {
-      uint8_t* group_block = out + g * row_bytes + ib * kInterleavedRows * block_bytes;
+      const size_t group_block_bytes = kInterleavedRows * block_bytes;
+      uint8_t* group_block = out + g * row_bytes + ib * group_block_bytes;
       for (int r = 0; r < kInterleavedRows; ++r) {
         const uint8_t* block = in + (g + r) * row_bytes + ib * block_bytes;
         if (f.to_kernel_order != nullptr) {
@@ -164,7 +179,8 @@ void InterleaveRows(GgmlType type, const void* src, int64_t rows, int64_t k, voi
           block = reordered.data();
         }
         for (const Run& run : f.runs) {
-          Copy(run, block + run.row_offset, group_block + run.group_offset + r * run.row_stride);
+          Copy(run, block + run.row_offset,
+               group_block + GroupOffset(f, run, ib, group_block_bytes) + r * run.row_stride);
         }
       }
     }

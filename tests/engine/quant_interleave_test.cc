@@ -63,9 +63,11 @@ struct Problem {
   }
 };
 
+// Rows of one block, of an odd and of an even number of blocks (GroupBlockParts in blocks.h
+// stores odd-index blocks rotated).
 std::vector<int64_t> KsFor(GgmlType type) {
-  if (type == GgmlType::kQ8_0) return {32, 96, 1056};
-  return {256, 768};
+  if (type == GgmlType::kQ8_0) return {32, 96, 1024, 1056};
+  return {256, 512, 768};
 }
 
 TEST(InterleaveTest, DeinterleavingRestoresEveryRowByteForByte) {
