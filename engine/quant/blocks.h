@@ -56,7 +56,7 @@ static_assert(sizeof(BlockQ8_K) == 292);
 //
 // Q8_0 and Q6_K group blocks are an odd multiple of 32 bytes, so in a row of them every second one
 // would start half-way into a 64-byte line and each of its 64-byte quant loads would touch two
-// lines (costing ~20% of the Q6_K kernel's in-cache rate, kernels_bench). They come in two parts, the
+// lines (costing ~8% of the Q6_K kernel's in-L2 rate, kernels_bench). They come in two parts, the
 // quants (a multiple of 64 bytes) and the rest (`Scales`), stored quants first at even block
 // indices of a row and scales first at odd ones (GroupBlockParts): in a row of an even number of
 // blocks every block's quants then start on a line.
