@@ -17,6 +17,7 @@
 #include "engine/quant/gemm.h"
 #include "engine/quant/interleave.h"
 #include "engine/quant/quant.h"
+#include "engine/util/row_split.h"
 #include "engine/util/thread_pool.h"
 
 namespace memoria {
@@ -85,11 +86,11 @@ void BM_GemmRows(benchmark::State& state, GgmlType type, CpuIsa isa, int64_t row
 }
 
 // Decode (nb = 1) on the engine's thread pool, rows split into blocks as CpuBackend::MatMul
-// splits them (2 per thread, multiples of 16 rows). `interleaved`: the weights repacked as the
-// CPU backend repacks them where PrefersInterleavedRows (engine/quant/interleave.h). With
-// 32768 rows the matrix is beyond L3: the multi-threaded rate to compare with ReadBandwidth at
-// the same thread count. With 256 rows it stays in L2: the kernel's compute rate, which a
-// change to its instruction count moves even where the DRAM rate (and a noisy neighbour) hides it.
+// splits them (RowSplit). `interleaved`: the weights repacked as the CPU backend repacks them
+// where PrefersInterleavedRows (engine/quant/interleave.h). With 32768 rows the matrix is beyond
+// L3: the multi-threaded rate to compare with ReadBandwidth at the same thread count. With 256
+// rows it stays in L2: the kernel's compute rate, which a change to its instruction count moves
+// even where the DRAM rate (and a noisy neighbour) hides it.
 void BM_GemmRowsPool(benchmark::State& state, GgmlType type, bool interleaved, int n_threads,
                      int64_t rows) {
   constexpr int64_t kK = 4096;
@@ -109,12 +110,11 @@ void BM_GemmRowsPool(benchmark::State& state, GgmlType type, bool interleaved, i
   }
   std::vector<float> y(rows);
   ThreadPool pool(n_threads);
-  const int64_t block = std::max<int64_t>(16, (rows / (2 * n_threads) + 15) / 16 * 16);
-  const int64_t n_blocks = (rows + block - 1) / block;
+  const RowSplit split(rows, n_threads, 16);
   for (auto _ : state) {
-    pool.Run(n_blocks, [&](int64_t b) {
-      const int64_t r0 = b * block;
-      const int64_t r1 = std::min(rows, r0 + block);
+    pool.Run(split.n_tasks(), [&](int64_t b) {
+      const int64_t r0 = split.begin(b);
+      const int64_t r1 = split.end(b);
       if (interleaved) {
         GemmInterleavedRows(type, w.data(), rows, kK, r0, r1, xq.data(), x_row_bytes, 1, y.data(),
                             rows);

@@ -13,6 +13,7 @@
 #include "engine/quant/gemm.h"
 #include "engine/quant/interleave.h"
 #include "engine/quant/quant.h"
+#include "engine/util/row_split.h"
 #include "engine/util/status_macros.h"
 
 namespace memoria {
@@ -297,17 +298,12 @@ void CpuBackend::MatMul(const Tensor& w, const Tensor& x, int64_t n, Tensor* y) 
       ConvertActivationRow(dot_type, RowF32(x, r), xq + r * xq_row_bytes, k);
     }
   });
-  // Two row blocks per thread: blocks go to whichever thread is free, which evens out a thread
-  // the machine slows down, and each block is long enough for decode's weight streams to get up
-  // to speed (8 per thread decoded the small benchmark model ~10% slower). Multiples of 16 keep
-  // the kernels' tiles and interleaved groups whole.
-  const int64_t rows = y->cols;
-  int64_t block = std::max<int64_t>(16, (rows / (2 * pool_.size()) + 15) / 16 * 16);
-  const int64_t n_blocks = (rows + block - 1) / block;
+  // Multiples of 16 rows keep the kernels' tiles and interleaved groups whole.
+  const RowSplit split(y->cols, pool_.size(), 16);
   const int64_t ldy = static_cast<int64_t>(y->row_bytes / sizeof(float));
-  pool_.Run(n_blocks, [&](int64_t b) {
-    const int64_t r0 = b * block;
-    const int64_t r1 = std::min(rows, r0 + block);
+  pool_.Run(split.n_tasks(), [&](int64_t b) {
+    const int64_t r0 = split.begin(b);
+    const int64_t r1 = split.end(b);
     float* out = static_cast<float*>(y->data);
     if (interleaved) {
       GemmInterleavedRows(w.type, w.data, w.rows, k, r0, r1, xq, xq_row_bytes, n, out, ldy);
