@@ -44,39 +44,37 @@ size_t GroupOffset(const Format& f, const Run& run, int64_t ib, size_t group_blo
 
 // Q6_K quants in BlockQ6_Kx16's order (blocks.h): for each half h and j < 32, the bytes
 // ql[64h + j], ql[64h + 32 + j] and qh[32h + j] hold the quants q0..q3 of elements
-// 128h + 32n + j as q0..q2 in their low 6 bits and q3 2 bits at a time in their top bits.
-void Q6KToKernelOrder(uint8_t* block) {
+// 128h + 32n + j, in BlockQ6_K as 4 low bits in ql and 2 high bits in qh, in kernel order as
+// q0..q2 in their low 6 bits and q3 2 bits at a time in their top bits. `recode(lo, hi, bits)`
+// rewrites one such triple.
+template <class Recode>
+void RecodeQ6KTriples(uint8_t* block, Recode recode) {
   auto& b = *reinterpret_cast<BlockQ6_K*>(block);
   for (int h = 0; h < 2; ++h) {
-    for (int j = 0; j < 32; ++j) {
-      uint8_t& lo = b.ql[64 * h + j];
-      uint8_t& hi = b.ql[64 * h + 32 + j];
-      uint8_t& bits = b.qh[32 * h + j];
-      const int q0 = (lo & 0x0f) | (bits & 3) << 4;
-      const int q1 = (hi & 0x0f) | (bits >> 2 & 3) << 4;
-      const int q2 = lo >> 4 | (bits >> 4 & 3) << 4;
-      const int q3 = hi >> 4 | (bits >> 6 & 3) << 4;
-      lo = static_cast<uint8_t>(q0 | (q3 & 3) << 6);
-      hi = static_cast<uint8_t>(q1 | (q3 >> 2 & 3) << 6);
-      bits = static_cast<uint8_t>(q2 | (q3 >> 4) << 6);
-    }
+    for (int j = 0; j < 32; ++j) recode(b.ql[64 * h + j], b.ql[64 * h + 32 + j], b.qh[32 * h + j]);
   }
 }
 
+void Q6KToKernelOrder(uint8_t* block) {
+  RecodeQ6KTriples(block, [](uint8_t& lo, uint8_t& hi, uint8_t& bits) {
+    const int q0 = (lo & 0x0f) | (bits & 3) << 4;
+    const int q1 = (hi & 0x0f) | (bits >> 2 & 3) << 4;
+    const int q2 = lo >> 4 | (bits >> 4 & 3) << 4;
+    const int q3 = hi >> 4 | (bits >> 6 & 3) << 4;
+    lo = static_cast<uint8_t>(q0 | (q3 & 3) << 6);
+    hi = static_cast<uint8_t>(q1 | (q3 >> 2 & 3) << 6);
+    bits = static_cast<uint8_t>(q2 | (q3 >> 4) << 6);
+  });
+}
+
 void Q6KFromKernelOrder(uint8_t* block) {
-  auto& b = *reinterpret_cast<BlockQ6_K*>(block);
-  for (int h = 0; h < 2; ++h) {
-    for (int j = 0; j < 32; ++j) {
-      uint8_t& lo = b.ql[64 * h + j];
-      uint8_t& hi = b.ql[64 * h + 32 + j];
-      uint8_t& bits = b.qh[32 * h + j];
-      const int q0 = lo & 63, q1 = hi & 63, q2 = bits & 63;
-      const int q3 = lo >> 6 | (hi >> 6) << 2 | (bits >> 6) << 4;
-      lo = static_cast<uint8_t>((q0 & 0x0f) | (q2 & 0x0f) << 4);
-      hi = static_cast<uint8_t>((q1 & 0x0f) | (q3 & 0x0f) << 4);
-      bits = static_cast<uint8_t>(q0 >> 4 | (q1 >> 4) << 2 | (q2 >> 4) << 4 | (q3 >> 4) << 6);
-    }
-  }
+  RecodeQ6KTriples(block, [](uint8_t& lo, uint8_t& hi, uint8_t& bits) {
+    const int q0 = lo & 63, q1 = hi & 63, q2 = bits & 63;
+    const int q3 = lo >> 6 | (hi >> 6) << 2 | (bits >> 6) << 4;
+    lo = static_cast<uint8_t>((q0 & 0x0f) | (q2 & 0x0f) << 4);
+    hi = static_cast<uint8_t>((q1 & 0x0f) | (q3 & 0x0f) << 4);
+    bits = static_cast<uint8_t>(q0 >> 4 | (q1 >> 4) << 2 | (q2 >> 4) << 4 | (q3 >> 4) << 6);
+  });
 }
 
 // The layouts of blocks.h as runs.
