@@ -368,14 +368,23 @@ struct Q4_Kx16Kernel {
         isum[b] = _mm512_add_epi32(isum[b], sub_sums);
       }
     }
+    // Mins of sub-blocks 2p and 2p + 1 as a 16-bit pair in each row's lane, so that one vpdpwssd
+    // per pair multiplies them with the pair's activation sums (|sum of 32 quants| < 2^15).
+    __m512i min_pairs[4];
+    for (int p = 0; p < 4; ++p) {
+      min_pairs[p] = _mm512_cvtepu8_epi16(
+          _mm256_set_m128i(_mm_unpackhi_epi8(mins[2 * p], mins[2 * p + 1]),
+                           _mm_unpacklo_epi8(mins[2 * p], mins[2 * p + 1])));
+    }
     const __m512 d = _mm512_cvtph_ps(Load256(reinterpret_cast<const uint8_t*>(g.d)));
     const __m512 dmin = _mm512_cvtph_ps(Load256(reinterpret_cast<const uint8_t*>(g.dmin)));
     for (int b = 0; b < RB; ++b) {
       __m512i msum = _mm512_setzero_si512();
-      for (int j = 0; j < 8; ++j) {
-        const int32_t xs = xb[b]->bsums[2 * j] + xb[b]->bsums[2 * j + 1];
-        msum = _mm512_add_epi32(
-            msum, _mm512_mullo_epi32(_mm512_cvtepu8_epi32(mins[j]), _mm512_set1_epi32(xs)));
+      for (int p = 0; p < 4; ++p) {
+        const int16_t* bsums = xb[b]->bsums + 4 * p;
+        const int32_t xs_pair =
+            static_cast<uint16_t>(bsums[0] + bsums[1]) | (bsums[2] + bsums[3]) * 65536;
+        msum = _mm512_dpwssd_epi32(msum, min_pairs[p], _mm512_set1_epi32(xs_pair));
       }
       const __m512 dx = _mm512_set1_ps(xb[b]->d);
       acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[b]), _mm512_mul_ps(d, dx), acc[b]);
