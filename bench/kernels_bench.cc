@@ -4,9 +4,11 @@
 // bound the decode numbers should approach.
 //   kernels_bench --benchmark_filter='nb:1/'
 #include <benchmark/benchmark.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <new>
 #include <random>
 #include <string>
@@ -23,20 +25,27 @@
 namespace memoria {
 namespace {
 
-// Weights start on a cache line, as CpuBackend places them (a large std::vector starts 16 bytes
-// past a page, which splits every 64-byte load in two and hides what layouts do for alignment).
+// Weights on 2 MiB transparent huge pages, as CpuBackend places them (AllocateWeight): on 4 KiB
+// pages the hardware prefetchers stop at every page boundary, and a large std::vector starts 16
+// bytes past a line, which splits every 64-byte load in two. Both hide what the engine sees.
 template <class T>
-struct CacheLineAllocator {
+struct HugePageAllocator {
   using value_type = T;
-  static constexpr std::align_val_t kAlign{64};
-  CacheLineAllocator() = default;
+  static constexpr size_t kHugePage = size_t{2} << 20;
+  HugePageAllocator() = default;
   template <class U>
-  CacheLineAllocator(const CacheLineAllocator<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
-  void deallocate(T* p, size_t) { ::operator delete(p, kAlign); }
-  bool operator==(const CacheLineAllocator&) const = default;
+  HugePageAllocator(const HugePageAllocator<U>&) {}
+  T* allocate(size_t n) {
+    const size_t bytes = (n * sizeof(T) + kHugePage - 1) / kHugePage * kHugePage;
+    void* p = std::aligned_alloc(kHugePage, bytes);
+    if (p == nullptr) throw std::bad_alloc();
+    madvise(p, bytes, MADV_HUGEPAGE);
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
+  bool operator==(const HugePageAllocator&) const = default;
 };
-using WeightBytes = std::vector<uint8_t, CacheLineAllocator<uint8_t>>;
+using WeightBytes = std::vector<uint8_t, HugePageAllocator<uint8_t>>;
 
 // A rows x k weight matrix. Kernel speed does not depend on the values, so a few quantized
 // random rows are repeated to keep setup fast for matrices larger than L3.
