@@ -427,7 +427,8 @@ struct Q6_Kx16Kernel {
         }
         for (int t = 4 * half; t < 4 * half + 4; ++t) {
           // One line ahead per 3 read: requesting all 3 (as the Q4_K kernel requests each line
-          // it reads) streamed 10-37% slower from DRAM (kernels_bench, 2 threads, 5 rounds).
+          // it reads) was 5-30% slower with 1 thread and no faster with 2 (kernels_bench, 5
+          // rounds).
           if (RB == 1) Prefetch<1>(qs[h][t][0][0]);
           const __m512i v0 = Load512(qs[h][t][0][0]);
           const __m512i v1 = Load512(qs[h][t][1][0]);
