@@ -164,10 +164,10 @@ void InterleaveRows(GgmlType type, const void* src, int64_t rows, int64_t k, voi
   const int64_t whole = WholeGroupRows(rows);
   const auto* in = static_cast<const uint8_t*>(src);
   auto* out = static_cast<uint8_t*>(dst);
+  const size_t group_block_bytes = kInterleavedRows * block_bytes;
   std::vector<uint8_t> reordered(block_bytes);
   for (int64_t g = 0; g < whole; g += kInterleavedRows) {
     for (int64_t ib = 0; ib < nblocks; ++ib) {
-      const size_t group_block_bytes = kInterleavedRows * block_bytes;
       uint8_t* group_block = out + g * row_bytes + ib * group_block_bytes;
       for (int r = 0; r < kInterleavedRows; ++r) {
         const uint8_t* block = in + (g + r) * row_bytes + ib * block_bytes;
