@@ -4,7 +4,6 @@
 // bound the decode numbers should approach.
 //   kernels_bench --benchmark_filter='nb:1/'
 #include <benchmark/benchmark.h>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -19,27 +18,25 @@
 #include "engine/quant/gemm.h"
 #include "engine/quant/interleave.h"
 #include "engine/quant/quant.h"
+#include "engine/util/huge_pages.h"
 #include "engine/util/row_split.h"
 #include "engine/util/thread_pool.h"
 
 namespace memoria {
 namespace {
 
-// Weights on 2 MiB transparent huge pages, as CpuBackend places them (AllocateWeight): on 4 KiB
-// pages the hardware prefetchers stop at every page boundary, and a large std::vector starts 16
-// bytes past a line, which splits every 64-byte load in two. Both hide what the engine sees.
+// Weights on huge pages (AllocateHugePages), as CpuBackend places them: on 4 KiB pages the
+// hardware prefetchers stop at every page boundary, and a large std::vector starts 16 bytes past
+// a line, which splits every 64-byte load in two. Both hide what the engine sees.
 template <class T>
 struct HugePageAllocator {
   using value_type = T;
-  static constexpr size_t kHugePage = size_t{2} << 20;
   HugePageAllocator() = default;
   template <class U>
   HugePageAllocator(const HugePageAllocator<U>&) {}
   T* allocate(size_t n) {
-    const size_t bytes = (n * sizeof(T) + kHugePage - 1) / kHugePage * kHugePage;
-    void* p = std::aligned_alloc(kHugePage, bytes);
+    void* p = AllocateHugePages(n * sizeof(T));
     if (p == nullptr) throw std::bad_alloc();
-    madvise(p, bytes, MADV_HUGEPAGE);
     return static_cast<T*>(p);
   }
   void deallocate(T* p, size_t) { std::free(p); }

@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include <sys/mman.h>
+#include "engine/util/huge_pages.h"
 
 namespace memoria {
 namespace {
@@ -40,8 +40,7 @@ __attribute__((target("avx512f"))) uint64_t SumFourStreams(const uint8_t* begin,
 
 ReadBandwidthProbe::ReadBandwidthProbe(int threads)
     : threads_(std::max(threads, 1)), bytes_(size_t{512} << 20) {
-  data_ = static_cast<uint8_t*>(std::aligned_alloc(size_t{2} << 20, bytes_));
-  madvise(data_, bytes_, MADV_HUGEPAGE);
+  data_ = static_cast<uint8_t*>(AllocateHugePages(bytes_));
   uint64_t* words = reinterpret_cast<uint64_t*>(data_);
   for (size_t i = 0; i < bytes_ / sizeof(uint64_t); ++i) words[i] = i;
 }

@@ -6,13 +6,12 @@
 #include <cstring>
 #include <vector>
 
-#include <sys/mman.h>
-
 #include "absl/strings/str_cat.h"
 #include "engine/quant/blocks.h"
 #include "engine/quant/gemm.h"
 #include "engine/quant/interleave.h"
 #include "engine/quant/quant.h"
+#include "engine/util/huge_pages.h"
 #include "engine/util/row_split.h"
 #include "engine/util/status_macros.h"
 
@@ -30,16 +29,14 @@ CpuBackend::CpuBackend(int n_threads, bool weights_in_place)
     : pool_(n_threads), weights_in_place_(weights_in_place) {}
 
 uint8_t* CpuBackend::AllocateWeight(size_t bytes) {
-  constexpr size_t kHugePage = size_t{2} << 20;
   constexpr size_t kChunk = size_t{256} << 20;
   constexpr size_t kAlign = 64;
   bytes = (bytes + kAlign - 1) / kAlign * kAlign;
   if (bytes > weight_chunk_left_) {
-    const size_t chunk = (std::max(bytes, kChunk) + kHugePage - 1) / kHugePage * kHugePage;
-    uint8_t* p = static_cast<uint8_t*>(std::aligned_alloc(kHugePage, chunk));
+    const size_t chunk =
+        (std::max(bytes, kChunk) + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+    uint8_t* p = static_cast<uint8_t*>(AllocateHugePages(chunk));
     if (p == nullptr) return nullptr;
-    // Advisory: without transparent huge pages the copy still works, only slower to stream.
-    madvise(p, chunk, MADV_HUGEPAGE);
     allocations_.push_back(Buffer(p));
     weight_chunk_free_ = p;
     weight_chunk_left_ = chunk;
