@@ -15,12 +15,6 @@ namespace memoria::gemm_internal {
 
 namespace {
 
-inline __m256i Load256(const uint8_t* p) {
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-}
-inline __m128i Load128(const uint8_t* p) {
-  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-}
 
 inline float Hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -313,6 +307,198 @@ struct Q6KKernel {
   }
 };
 
+// ---- Weights interleaved 16 rows at a time (interleave.h, blocks.h; driver in gemm_x86.h) ----
+//
+// A group's 16 rows are two halves of 8 rows, one ymm each. Per half, one vpmaddubsw multiplies
+// 4 quants of 8 rows with 4 broadcast activation quants into two s16 pair sums per row lane; the
+// pairs add up in s16 over as many steps as cannot overflow, then one vpmaddwd applies the rows'
+// sub-block scales (each row's scale as an s16 pair in its lane) and widens to s32. As on
+// AVX-512, lane r of every accumulator is row r, so no per-row reduction is left.
+
+struct GroupSums {
+  __m256 half[2];  // rows 0-7 and 8-15
+  static GroupSums Zero() { return {{_mm256_setzero_ps(), _mm256_setzero_ps()}}; }
+  void Store(float* y) const {
+    _mm256_storeu_ps(y, half[0]);
+    _mm256_storeu_ps(y + 8, half[1]);
+  }
+};
+
+// Bytes 8 hr .. 8 hr + 7 of a and b (one per row of half hr) as the s16 pairs (a, b), one pair per
+// row lane; Widen is _mm256_cvtepu8_epi16 or _mm256_cvtepi8_epi16.
+template <__m256i (*Widen)(__m128i)>
+inline __m256i RowPairs(__m128i a, __m128i b, int hr) {
+  return Widen(hr == 0 ? _mm_unpacklo_epi8(a, b) : _mm_unpackhi_epi8(a, b));
+}
+
+// Q4_K x Q8_K (see Q4_Kx16Kernel in gemm_avx512.cc). Nibbles times activations in s16 stay
+// below 8 x 2 x 15 x 127 over a 32-element sub-block, so each sub-block takes one vpmaddwd.
+struct Q4_Kx16Kernel {
+  static constexpr int kBatchRows = 4;  // 2: 0.8x pp512 (1B Q4_K_M model)
+  static constexpr int kDecodeStreams = 2;
+  static constexpr int kBlockElems = kQK_K;
+  static constexpr size_t kGroupBlockBytes = sizeof(BlockQ4_Kx16);
+  using Sums = GroupSums;
+
+  template <int RB>
+  static void Block(const uint8_t* group_block, const uint8_t* x, size_t x_row_bytes,
+                    int64_t /*k*/, int64_t ib, GroupSums (&acc)[RB]) {
+    const __m256i four = _mm256_set1_epi8(0x0f);
+    const BlockQ4_Kx16& g = *reinterpret_cast<const BlockQ4_Kx16*>(group_block);
+    const BlockQ8_K* xb[RB];
+    // Activation sums of sub-blocks 2p and 2p + 1 as an s16 pair, for the mins.
+    __m256i xs_pairs[RB][4];
+    for (int b = 0; b < RB; ++b) {
+      xb[b] = reinterpret_cast<const BlockQ8_K*>(x + b * x_row_bytes) + ib;
+      for (int p = 0; p < 4; ++p) {
+        const int16_t* bsums = xb[b]->bsums + 4 * p;
+        xs_pairs[b][p] = _mm256_set1_epi32(static_cast<uint16_t>(bsums[0] + bsums[1]) |
+                                           (bsums[2] + bsums[3]) * 65536);
+      }
+    }
+    __m128i scales[8], mins[8];
+    UnpackQ4KScalesX16(g, scales, mins);
+    for (int hr = 0; hr < 2; ++hr) {
+      __m256i isum[RB];
+      for (int b = 0; b < RB; ++b) isum[b] = _mm256_setzero_si256();
+      for (int c = 0; c < 4; ++c) {
+        __m256i lo_sum[RB], hi_sum[RB];
+        for (int b = 0; b < RB; ++b) lo_sum[b] = hi_sum[b] = _mm256_setzero_si256();
+        for (int t = 0; t < 8; ++t) {
+          if (RB == 1 && hr == 0) Prefetch<1>(g.qs[c][t][0]);
+          const __m256i q = Load256(g.qs[c][t][8 * hr]);
+          const __m256i lo = _mm256_and_si256(q, four);
+          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), four);
+          for (int b = 0; b < RB; ++b) {
+            const int8_t* xq = xb[b]->qs + 64 * c + 4 * t;
+            lo_sum[b] = _mm256_add_epi16(
+                lo_sum[b], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(Load32(xq))));
+            hi_sum[b] = _mm256_add_epi16(
+                hi_sum[b], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(Load32(xq + 32))));
+          }
+        }
+        const __m256i s_lo = RowPairs<_mm256_cvtepu8_epi16>(scales[2 * c], scales[2 * c], hr);
+        const __m256i s_hi =
+            RowPairs<_mm256_cvtepu8_epi16>(scales[2 * c + 1], scales[2 * c + 1], hr);
+        for (int b = 0; b < RB; ++b) {
+          isum[b] = _mm256_add_epi32(isum[b], _mm256_add_epi32(_mm256_madd_epi16(lo_sum[b], s_lo),
+                                                               _mm256_madd_epi16(hi_sum[b], s_hi)));
+        }
+      }
+      __m256i min_pairs[4];
+      for (int p = 0; p < 4; ++p) {
+        min_pairs[p] = RowPairs<_mm256_cvtepu8_epi16>(mins[2 * p], mins[2 * p + 1], hr);
+      }
+      const __m256 d = _mm256_cvtph_ps(Load128(reinterpret_cast<const uint8_t*>(g.d + 8 * hr)));
+      const __m256 dmin =
+          _mm256_cvtph_ps(Load128(reinterpret_cast<const uint8_t*>(g.dmin + 8 * hr)));
+      for (int b = 0; b < RB; ++b) {
+        __m256i msum = _mm256_madd_epi16(min_pairs[0], xs_pairs[b][0]);
+        for (int p = 1; p < 4; ++p) {
+          msum = _mm256_add_epi32(msum, _mm256_madd_epi16(min_pairs[p], xs_pairs[b][p]));
+        }
+        const __m256 dx = _mm256_set1_ps(xb[b]->d);
+        __m256& sums = acc[b].half[hr];
+        sums = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[b]), _mm256_mul_ps(d, dx), sums);
+        sums = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dmin, dx), sums);
+      }
+    }
+  }
+};
+
+// Q6_K x Q8_K (see Q6_Kx16Kernel in gemm_avx512.cc). Unsigned 6-bit quants times activations
+// reach 2 x 63 x 127 per s16 pair, so pairs add up over two 4-element steps only, and each
+// 16-element sub-block takes two vpmaddwd. The -32 offset is applied once per block, as
+// -32 x the rows' scales times the activations' sub-block sums.
+struct Q6_Kx16Kernel {
+  static constexpr int kBatchRows = 2;  // 1: 0.8x pp512, 4: 0.9x (1B Q4_K_M model)
+  static constexpr int kDecodeStreams = 2;
+  static constexpr int kBlockElems = kQK_K;
+  static constexpr size_t kGroupBlockBytes = sizeof(BlockQ6_Kx16);
+  using Sums = GroupSums;
+
+  template <int RB>
+  static void Block(const uint8_t* group_block, const uint8_t* x, size_t x_row_bytes,
+                    int64_t /*k*/, int64_t ib, GroupSums (&acc)[RB]) {
+    const __m256i six = _mm256_set1_epi8(63);
+    const __m256i bits_01 = _mm256_set1_epi8(0x03), bits_23 = _mm256_set1_epi8(0x0c),
+                  bits_45 = _mm256_set1_epi8(0x30);
+    const GroupBlockParts<BlockQ6_Kx16> g(group_block, ib);
+    const auto& qs = g.quants->qs;
+    const auto& scales = g.scales->scales;
+    const BlockQ8_K* xb[RB];
+    for (int b = 0; b < RB; ++b) {
+      xb[b] = reinterpret_cast<const BlockQ8_K*>(x + b * x_row_bytes) + ib;
+    }
+    for (int hr = 0; hr < 2; ++hr) {
+      __m256i isum[RB];
+      for (int b = 0; b < RB; ++b) isum[b] = _mm256_setzero_si256();
+      // Quants of element 128h + 32n + 4t + i (n = 0..3) form sub-block 8h + 2n + t / 4.
+      for (int h = 0; h < 2; ++h) {
+        for (int t0 = 0; t0 < 8; t0 += 2) {
+          __m256i pairs[RB][4];
+          for (int t = t0; t < t0 + 2; ++t) {
+              // All three lines: one (as on AVX-512) read 5.2 instead of 6-7 GB/s from memory on
+            // one thread (kernels_bench).
+            if (RB == 1 && hr == 0) Prefetch<3>(qs[h][t][0][0]);
+            const __m256i v0 = Load256(qs[h][t][0][8 * hr]);
+            const __m256i v1 = Load256(qs[h][t][1][8 * hr]);
+            const __m256i v2 = Load256(qs[h][t][2][8 * hr]);
+            // The fourth quant's bits from the top of v0, v1, v2 (16-bit shifts: the bits kept
+            // come from the same byte).
+            const __m256i q[4] = {
+                _mm256_and_si256(v0, six), _mm256_and_si256(v1, six), _mm256_and_si256(v2, six),
+                _mm256_or_si256(
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v0, 6), bits_01),
+                                    _mm256_and_si256(_mm256_srli_epi16(v1, 4), bits_23)),
+                    _mm256_and_si256(_mm256_srli_epi16(v2, 2), bits_45))};
+            for (int b = 0; b < RB; ++b) {
+              const int8_t* xq = xb[b]->qs + 128 * h + 4 * t;
+              for (int n = 0; n < 4; ++n) {
+                const __m256i p =
+                    _mm256_maddubs_epi16(q[n], _mm256_set1_epi32(Load32(xq + 32 * n)));
+                pairs[b][n] = t == t0 ? p : _mm256_add_epi16(pairs[b][n], p);
+              }
+            }
+          }
+          for (int n = 0; n < 4; ++n) {
+            const int j = 8 * h + 2 * n + t0 / 4;
+            const __m256i s =
+                RowPairs<_mm256_cvtepi8_epi16>(Load128(reinterpret_cast<const uint8_t*>(scales[j])),
+                                               Load128(reinterpret_cast<const uint8_t*>(scales[j])),
+                                               hr);
+            for (int b = 0; b < RB; ++b) {
+              isum[b] = _mm256_add_epi32(isum[b], _mm256_madd_epi16(pairs[b][n], s));
+            }
+          }
+        }
+      }
+      // Scales of sub-blocks 2m and 2m + 1 as an s16 pair per row, for the offset.
+      __m256i scale_pairs[8];
+      for (int m = 0; m < 8; ++m) {
+        scale_pairs[m] = RowPairs<_mm256_cvtepi8_epi16>(
+            Load128(reinterpret_cast<const uint8_t*>(scales[2 * m])),
+            Load128(reinterpret_cast<const uint8_t*>(scales[2 * m + 1])), hr);
+      }
+      const __m256 d =
+          _mm256_cvtph_ps(Load128(reinterpret_cast<const uint8_t*>(g.scales->d + 8 * hr)));
+      for (int b = 0; b < RB; ++b) {
+        __m256i offset = _mm256_setzero_si256();
+        for (int m = 0; m < 8; ++m) {
+          int32_t bsum_pair;
+          std::memcpy(&bsum_pair, xb[b]->bsums + 2 * m, sizeof bsum_pair);
+          offset = _mm256_add_epi32(offset,
+                                    _mm256_madd_epi16(scale_pairs[m], _mm256_set1_epi32(bsum_pair)));
+        }
+        const __m256i total = _mm256_sub_epi32(isum[b], _mm256_slli_epi32(offset, 5));
+        acc[b].half[hr] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total),
+                                          _mm256_mul_ps(d, _mm256_set1_ps(xb[b]->d)),
+                                          acc[b].half[hr]);
+      }
+    }
+  }
+};
+
 // ---- float helpers for attention ----
 
 float DotF32(const float* a, const float* b, int64_t n) {
@@ -381,8 +567,8 @@ const KernelTable& Avx2Kernels() {
                                  RunTiles<Q4KKernel>,
                                  RunTiles<Q6KKernel>,
                                  nullptr,
-                                 nullptr,
-                                 nullptr,
+                                 RunGroups<Q4_Kx16Kernel>,
+                                 RunGroups<Q6_Kx16Kernel>,
                                  DotF32,
                                  DotF16F32,
                                  AxpyF32,

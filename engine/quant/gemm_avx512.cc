@@ -16,12 +16,6 @@ namespace memoria::gemm_internal {
 namespace {
 
 inline __m512i Load512(const uint8_t* p) { return _mm512_loadu_si512(p); }
-inline __m256i Load256(const uint8_t* p) {
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-}
-inline __m128i Load128(const uint8_t* p) {
-  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-}
 inline __m512i Concat(__m256i lo, __m256i hi) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
@@ -196,86 +190,14 @@ struct Q8DotKernel {
   }
 };
 
-// ---- Weights interleaved 16 rows at a time (interleave.h, blocks.h) ----
-//
-// A kernel K provides kBatchRows, kBlockElems (elements per block), kGroupBlockBytes and
-//   template <int RB> static void Block(const uint8_t* group_block, const uint8_t* x,
-//                                       size_t x_row_bytes, int64_t k, int64_t ib,
-//                                       __m512 (&acc)[RB]);
-// which adds block ib of the 16 rows at group_block times RB activation rows to acc[b] (lane r:
-// row r). In each block, lane r of an integer accumulator collects row r's products, so results
-// need no reduction.
+// ---- Weights interleaved 16 rows at a time (interleave.h, blocks.h; driver in gemm_x86.h) ----
 
-inline int32_t Load32(const void* p) {
-  int32_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-// G groups (at w[g], results to y[g]) times RB activation rows, block by block.
-template <class K, int RB, int G>
-void RunBlocks(const uint8_t* const (&w)[G], const uint8_t* x, size_t x_row_bytes, int64_t k,
-               float* const (&y)[G], int64_t ldy) {
-  __m512 acc[G][RB];
-  for (int g = 0; g < G; ++g)
-    for (int b = 0; b < RB; ++b) acc[g][b] = _mm512_setzero_ps();
-  for (int64_t ib = 0; ib < k / K::kBlockElems; ++ib) {
-    for (int g = 0; g < G; ++g) {
-      K::template Block<RB>(w[g] + ib * K::kGroupBlockBytes, x, x_row_bytes, k, ib, acc[g]);
-    }
-  }
-  for (int g = 0; g < G; ++g)
-    for (int b = 0; b < RB; ++b) _mm512_storeu_ps(y[g] + b * ldy, acc[g][b]);
-}
-
-// Decode reads the thread's groups as K::kDecodeStreams sequential streams at once, one per part
-// of its row range: the memory system delivers ~1.2-1.5x more to several streams than to one
-// (ReadBandwidthProbe), up to a count that depends on the kernel's work per byte (measured).
-// Batches walk activation rows in chunks and reuse each group for all rows of a chunk while it is
-// in cache, as RunTiles does.
-template <class K>
-void RunGroups(const GemmArgs& a) {
-  const size_t group_bytes = kInterleavedRows * a.w_row_bytes;  // a group has the size of 16 rows
-  const uint8_t* groups = a.w + a.r0 * a.w_row_bytes;
-  const int64_t n_groups = (a.r1 - a.r0) / kInterleavedRows;
-  if (a.nb == 1) {
-    constexpr int kDecodeStreams = K::kDecodeStreams;
-    const int64_t per_stream = n_groups / kDecodeStreams;
-    for (int64_t i = 0; i < per_stream; ++i) {
-      const uint8_t* w[kDecodeStreams];
-      float* y[kDecodeStreams];
-      for (int s = 0; s < kDecodeStreams; ++s) {
-        const int64_t g = s * per_stream + i;
-        w[s] = groups + g * group_bytes;
-        y[s] = a.y + a.r0 + g * kInterleavedRows;
-      }
-      RunBlocks<K, 1, kDecodeStreams>(w, a.x, a.x_row_bytes, a.k, y, a.ldy);
-    }
-    for (int64_t g = kDecodeStreams * per_stream; g < n_groups; ++g) {
-      const uint8_t* w[1] = {groups + g * group_bytes};
-      float* y[1] = {a.y + a.r0 + g * kInterleavedRows};
-      RunBlocks<K, 1, 1>(w, a.x, a.x_row_bytes, a.k, y, a.ldy);
-    }
-    return;
-  }
-  constexpr int64_t kBatchChunk = 64;
-  constexpr int kRows = K::kBatchRows;
-  for (int64_t b0 = 0; b0 < a.nb; b0 += kBatchChunk) {
-    const int64_t b1 = a.nb < b0 + kBatchChunk ? a.nb : b0 + kBatchChunk;
-    for (int64_t g = 0; g < n_groups; ++g) {
-      const uint8_t* w[1] = {groups + g * group_bytes};
-      int64_t b = b0;
-      for (; b + kRows <= b1; b += kRows) {
-        float* y[1] = {a.y + b * a.ldy + a.r0 + g * kInterleavedRows};
-        RunBlocks<K, kRows, 1>(w, a.x + b * a.x_row_bytes, a.x_row_bytes, a.k, y, a.ldy);
-      }
-      for (; b < b1; ++b) {
-        float* y[1] = {a.y + b * a.ldy + a.r0 + g * kInterleavedRows};
-        RunBlocks<K, 1, 1>(w, a.x + b * a.x_row_bytes, a.x_row_bytes, a.k, y, a.ldy);
-      }
-    }
-  }
-}
+// A group's 16 rows, lane r for row r.
+struct GroupSums {
+  __m512 v;
+  static GroupSums Zero() { return {_mm512_setzero_ps()}; }
+  void Store(float* y) const { _mm512_storeu_ps(y, v); }
+};
 
 // Q8_0 x Q8_0 activations followed by their block sums. Weights are stored + 128, so each
 // block's accumulator starts at -128 x (activation block sum); two chains of four vpdpbusd halve
@@ -285,10 +207,11 @@ struct Q8_0x16Kernel {
   static constexpr int kDecodeStreams = 4;  // 2: 0.75x, 8: 0.6x (kernels_bench, 2 threads)
   static constexpr int kBlockElems = kQK8_0;
   static constexpr size_t kGroupBlockBytes = sizeof(BlockQ8_0x16);
+  using Sums = GroupSums;
 
   template <int RB>
   static void Block(const uint8_t* group_block, const uint8_t* x, size_t x_row_bytes, int64_t k,
-                    int64_t ib, __m512 (&acc)[RB]) {
+                    int64_t ib, GroupSums (&acc)[RB]) {
     const GroupBlockParts<BlockQ8_0x16> g(group_block, ib);
     const uint8_t* sums = x + (k / kQK8_0) * sizeof(BlockQ8_0);
     if (RB == 1) Prefetch<2>(group_block);
@@ -304,7 +227,7 @@ struct Q8_0x16Kernel {
         odd = _mm512_dpbusd_epi32(odd, q[c + 1], _mm512_set1_epi32(Load32(xb + 6 + 4 * c)));
       }
       const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(LoadFp16(xb)));
-      acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(even, odd)), d, acc[b]);
+      acc[b].v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(even, odd)), d, acc[b].v);
     }
   }
 };
@@ -316,26 +239,11 @@ struct Q4_Kx16Kernel {
   static constexpr int kDecodeStreams = 2;  // 1: 0.85x, 4: 0.65x (kernels_bench, 2 threads)
   static constexpr int kBlockElems = kQK_K;
   static constexpr size_t kGroupBlockBytes = sizeof(BlockQ4_Kx16);
-
-  // UnpackQ4KScales for 16 rows at once, one byte lane per row.
-  static void UnpackScales(const BlockQ4_Kx16& g, __m128i (&scales)[8], __m128i (&mins)[8]) {
-    const __m128i six = _mm_set1_epi8(63), four = _mm_set1_epi8(0x0f), top = _mm_set1_epi8(0x30);
-    __m128i p[12];
-    for (int j = 0; j < 12; ++j) p[j] = Load128(g.scales[j]);
-    for (int j = 0; j < 4; ++j) {
-      scales[j] = _mm_and_si128(p[j], six);
-      mins[j] = _mm_and_si128(p[j + 4], six);
-      // (p >> 6) << 4 is (p >> 2) & 0x30 per byte
-      scales[j + 4] = _mm_or_si128(_mm_and_si128(p[j + 8], four),
-                                   _mm_and_si128(_mm_srli_epi16(p[j], 2), top));
-      mins[j + 4] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(p[j + 8], 4), four),
-                                 _mm_and_si128(_mm_srli_epi16(p[j + 4], 2), top));
-    }
-  }
+  using Sums = GroupSums;
 
   template <int RB>
   static void Block(const uint8_t* group_block, const uint8_t* x, size_t x_row_bytes,
-                    int64_t /*k*/, int64_t ib, __m512 (&acc)[RB]) {
+                    int64_t /*k*/, int64_t ib, GroupSums (&acc)[RB]) {
     const __m512i four = _mm512_set1_epi8(0x0f);
     const BlockQ4_Kx16& g = *reinterpret_cast<const BlockQ4_Kx16*>(group_block);
     const BlockQ8_K* xb[RB];
@@ -343,7 +251,7 @@ struct Q4_Kx16Kernel {
       xb[b] = reinterpret_cast<const BlockQ8_K*>(x + b * x_row_bytes) + ib;
     }
     __m128i scales[8], mins[8];
-    UnpackScales(g, scales, mins);
+    UnpackQ4KScalesX16(g, scales, mins);
     __m512i isum[RB];
     for (int b = 0; b < RB; ++b) isum[b] = _mm512_setzero_si512();
     for (int c = 0; c < 4; ++c) {
@@ -387,8 +295,8 @@ struct Q4_Kx16Kernel {
         msum = _mm512_dpwssd_epi32(msum, min_pairs[p], _mm512_set1_epi32(xs_pair));
       }
       const __m512 dx = _mm512_set1_ps(xb[b]->d);
-      acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[b]), _mm512_mul_ps(d, dx), acc[b]);
-      acc[b] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmin, dx), acc[b]);
+      acc[b].v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[b]), _mm512_mul_ps(d, dx), acc[b].v);
+      acc[b].v = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmin, dx), acc[b].v);
     }
   }
 };
@@ -402,10 +310,11 @@ struct Q6_Kx16Kernel {
   static constexpr int kDecodeStreams = 2;  // 1: 0.9x, 4: 0.6x (kernels_bench, 2 threads)
   static constexpr int kBlockElems = kQK_K;
   static constexpr size_t kGroupBlockBytes = sizeof(BlockQ6_Kx16);
+  using Sums = GroupSums;
 
   template <int RB>
   static void Block(const uint8_t* group_block, const uint8_t* x, size_t x_row_bytes,
-                    int64_t /*k*/, int64_t ib, __m512 (&acc)[RB]) {
+                    int64_t /*k*/, int64_t ib, GroupSums (&acc)[RB]) {
     const __m512i six = _mm512_set1_epi8(63);
     const __m512i bits_01 = _mm512_set1_epi8(0x03), bits_0123 = _mm512_set1_epi8(0x0f);
     const GroupBlockParts<BlockQ6_Kx16> g(group_block, ib);
@@ -462,8 +371,8 @@ struct Q6_Kx16Kernel {
     }
     const __m512 d = _mm512_cvtph_ps(Load256(reinterpret_cast<const uint8_t*>(g.scales->d)));
     for (int b = 0; b < RB; ++b) {
-      acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[b]),
-                               _mm512_mul_ps(d, _mm512_set1_ps(xb[b]->d)), acc[b]);
+      acc[b].v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[b]),
+                                 _mm512_mul_ps(d, _mm512_set1_ps(xb[b]->d)), acc[b].v);
     }
   }
 };

@@ -11,8 +11,24 @@
 #include <cstdint>
 #include <cstring>
 
+#include "engine/quant/blocks.h"
+#include "engine/quant/gemm_internal.h"
+
 namespace memoria::gemm_internal {
 namespace {
+
+inline __m256i Load256(const uint8_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+inline __m128i Load128(const uint8_t* p) {
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+}
+
+inline int32_t Load32(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
 
 inline float LoadFp16(const uint8_t* p) {
   uint16_t h;
@@ -35,6 +51,98 @@ template <int kLines>
 inline void Prefetch(const uint8_t* p) {
   for (int i = 0; i < kLines; ++i) {
     _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchDistance + 64 * i), _MM_HINT_T0);
+  }
+}
+
+// UnpackQ4KScales (quant_internal.h) for the 16 rows of a BlockQ4_Kx16, one byte lane per row.
+inline void UnpackQ4KScalesX16(const BlockQ4_Kx16& g, __m128i (&scales)[8], __m128i (&mins)[8]) {
+  const __m128i six = _mm_set1_epi8(63), four = _mm_set1_epi8(0x0f), top = _mm_set1_epi8(0x30);
+  __m128i p[12];
+  for (int j = 0; j < 12; ++j) p[j] = Load128(g.scales[j]);
+  for (int j = 0; j < 4; ++j) {
+    scales[j] = _mm_and_si128(p[j], six);
+    mins[j] = _mm_and_si128(p[j + 4], six);
+    // (p >> 6) << 4 is (p >> 2) & 0x30 per byte
+    scales[j + 4] = _mm_or_si128(_mm_and_si128(p[j + 8], four),
+                                 _mm_and_si128(_mm_srli_epi16(p[j], 2), top));
+    mins[j + 4] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(p[j + 8], 4), four),
+                               _mm_and_si128(_mm_srli_epi16(p[j + 4], 2), top));
+  }
+}
+
+// ---- Driver for weights interleaved 16 rows at a time (interleave.h, blocks.h) ----
+//
+// A kernel K provides kBatchRows, kDecodeStreams, kBlockElems (elements per block),
+// kGroupBlockBytes, a type Sums holding 16 float lanes (Sums::Zero(), sums.Store(float* y)) and
+//   template <int RB> static void Block(const uint8_t* group_block, const uint8_t* x,
+//                                       size_t x_row_bytes, int64_t k, int64_t ib,
+//                                       Sums (&acc)[RB]);
+// which adds block ib of the 16 rows at group_block times RB activation rows to acc[b] (lane r:
+// row r). In each block, lane r of an integer accumulator collects row r's products, so results
+// need no reduction.
+
+// G groups (at w[g], results to y[g]) times RB activation rows, block by block.
+template <class K, int RB, int G>
+void RunBlocks(const uint8_t* const (&w)[G], const uint8_t* x, size_t x_row_bytes, int64_t k,
+               float* const (&y)[G], int64_t ldy) {
+  typename K::Sums acc[G][RB];
+  for (int g = 0; g < G; ++g)
+    for (int b = 0; b < RB; ++b) acc[g][b] = K::Sums::Zero();
+  for (int64_t ib = 0; ib < k / K::kBlockElems; ++ib) {
+    for (int g = 0; g < G; ++g) {
+      K::template Block<RB>(w[g] + ib * K::kGroupBlockBytes, x, x_row_bytes, k, ib, acc[g]);
+    }
+  }
+  for (int g = 0; g < G; ++g)
+    for (int b = 0; b < RB; ++b) acc[g][b].Store(y[g] + b * ldy);
+}
+
+// Decode reads the thread's groups as K::kDecodeStreams sequential streams at once, one per part
+// of its row range: the memory system delivers ~1.2-1.5x more to several streams than to one
+// (ReadBandwidthProbe), up to a count that depends on the kernel's work per byte (measured).
+// Batches walk activation rows in chunks and reuse each group for all rows of a chunk while it is
+// in cache, as RunTiles does.
+template <class K>
+void RunGroups(const GemmArgs& a) {
+  const size_t group_bytes = kInterleavedRows * a.w_row_bytes;  // a group has the size of 16 rows
+  const uint8_t* groups = a.w + a.r0 * a.w_row_bytes;
+  const int64_t n_groups = (a.r1 - a.r0) / kInterleavedRows;
+  if (a.nb == 1) {
+    constexpr int kDecodeStreams = K::kDecodeStreams;
+    const int64_t per_stream = n_groups / kDecodeStreams;
+    for (int64_t i = 0; i < per_stream; ++i) {
+      const uint8_t* w[kDecodeStreams];
+      float* y[kDecodeStreams];
+      for (int s = 0; s < kDecodeStreams; ++s) {
+        const int64_t g = s * per_stream + i;
+        w[s] = groups + g * group_bytes;
+        y[s] = a.y + a.r0 + g * kInterleavedRows;
+      }
+      RunBlocks<K, 1, kDecodeStreams>(w, a.x, a.x_row_bytes, a.k, y, a.ldy);
+    }
+    for (int64_t g = kDecodeStreams * per_stream; g < n_groups; ++g) {
+      const uint8_t* w[1] = {groups + g * group_bytes};
+      float* y[1] = {a.y + a.r0 + g * kInterleavedRows};
+      RunBlocks<K, 1, 1>(w, a.x, a.x_row_bytes, a.k, y, a.ldy);
+    }
+    return;
+  }
+  constexpr int64_t kBatchChunk = 64;
+  constexpr int kRows = K::kBatchRows;
+  for (int64_t b0 = 0; b0 < a.nb; b0 += kBatchChunk) {
+    const int64_t b1 = a.nb < b0 + kBatchChunk ? a.nb : b0 + kBatchChunk;
+    for (int64_t g = 0; g < n_groups; ++g) {
+      const uint8_t* w[1] = {groups + g * group_bytes};
+      int64_t b = b0;
+      for (; b + kRows <= b1; b += kRows) {
+        float* y[1] = {a.y + b * a.ldy + a.r0 + g * kInterleavedRows};
+        RunBlocks<K, kRows, 1>(w, a.x + b * a.x_row_bytes, a.x_row_bytes, a.k, y, a.ldy);
+      }
+      for (; b < b1; ++b) {
+        float* y[1] = {a.y + b * a.ldy + a.r0 + g * kInterleavedRows};
+        RunBlocks<K, 1, 1>(w, a.x + b * a.x_row_bytes, a.x_row_bytes, a.k, y, a.ldy);
+      }
+    }
   }
 }
 

@@ -24,9 +24,9 @@ namespace memoria {
 
 // The types that have an interleaved layout: Q8_0, Q4_K, Q6_K (blocks.h).
 //
-// Whether the active CPU path has interleaved kernels for `type` (AVX-512). Every path computes
-// interleaved weights correctly (without kernels, by restoring rows), so this only decides
-// whether repacking pays.
+// Whether the active CPU path has interleaved kernels for `type` (AVX-512: all three; AVX2: Q4_K
+// and Q6_K). Every path computes interleaved weights correctly (without kernels, by restoring
+// rows), so this only decides whether repacking pays.
 bool PrefersInterleavedRows(GgmlType type);
 
 // Repacks a row-layout matrix (rows x k, rows GgmlRowBytes(type, k) apart) into `dst` of the same
