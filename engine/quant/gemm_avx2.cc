@@ -331,11 +331,56 @@ inline __m256i RowPairs(__m128i a, __m128i b, int hr) {
   return Widen(hr == 0 ? _mm_unpacklo_epi8(a, b) : _mm_unpackhi_epi8(a, b));
 }
 
+// Q8_0 x Q8_0. Weights are stored + 128 (for AVX-512's vpdpbusd); here they go back to signed
+// with one xor and through the sign trick as in the row kernel. A pair of products reaches
+// 2 x 128 x 127, so every 4-element step is widened to s32 at once.
+struct Q8_0x16Kernel {
+  static constexpr int kBatchRows = 2;  // 4: the same pp512 (1B Q8_0 model)
+  // One stream per thread on this path: 2 and 4 read 0.85-1.0x as much from memory (kernels_bench,
+  // 2 threads, Zen 3; the k-quant kernels likewise).
+  static constexpr int kDecodeStreams = 1;
+  static constexpr int kBlockElems = kQK8_0;
+  static constexpr size_t kGroupBlockBytes = sizeof(BlockQ8_0x16);
+  using Sums = GroupSums;
+
+  template <int RB>
+  static void Block(const uint8_t* group_block, const uint8_t* x, size_t x_row_bytes,
+                    int64_t /*k*/, int64_t ib, GroupSums (&acc)[RB]) {
+    const __m256i offset = _mm256_set1_epi8(static_cast<char>(0x80));
+    const GroupBlockParts<BlockQ8_0x16> g(group_block, ib);
+    // Every line of the block (8 of quants in the loop, the scales here): two per block, as on
+    // AVX-512, read 0.7-0.8x as much from memory (kernels_bench, 1 and 2 threads).
+    if (RB == 1) Prefetch<1>(group_block + sizeof(BlockQ8_0x16::Quants));
+    for (int hr = 0; hr < 2; ++hr) {
+      __m256i isum[RB];
+      for (int b = 0; b < RB; ++b) isum[b] = _mm256_setzero_si256();
+      for (int c = 0; c < kQK8_0 / 4; ++c) {
+        if (RB == 1 && hr == 0) Prefetch<1>(g.quants->qs[c][0]);
+        const __m256i w = _mm256_xor_si256(Load256(g.quants->qs[c][8 * hr]), offset);
+        const __m256i abs_w = _mm256_sign_epi8(w, w);
+        for (int b = 0; b < RB; ++b) {
+          const __m256i xv =
+              _mm256_set1_epi32(Load32(x + b * x_row_bytes + ib * sizeof(BlockQ8_0) + 2 + 4 * c));
+          isum[b] = _mm256_add_epi32(
+              isum[b], PairSum16(_mm256_maddubs_epi16(abs_w, _mm256_sign_epi8(xv, w))));
+        }
+      }
+      const __m256 dw =
+          _mm256_cvtph_ps(Load128(reinterpret_cast<const uint8_t*>(g.scales->d + 8 * hr)));
+      for (int b = 0; b < RB; ++b) {
+        const __m256 dx = _mm256_set1_ps(LoadFp16(x + b * x_row_bytes + ib * sizeof(BlockQ8_0)));
+        acc[b].half[hr] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[b]), _mm256_mul_ps(dw, dx),
+                                          acc[b].half[hr]);
+      }
+    }
+  }
+};
+
 // Q4_K x Q8_K (see Q4_Kx16Kernel in gemm_avx512.cc). Nibbles times activations in s16 stay
 // below 8 x 2 x 15 x 127 over a 32-element sub-block, so each sub-block takes one vpmaddwd.
 struct Q4_Kx16Kernel {
   static constexpr int kBatchRows = 4;  // 2: 0.8x pp512 (1B Q4_K_M model)
-  static constexpr int kDecodeStreams = 2;
+  static constexpr int kDecodeStreams = 1;  // see Q8_0x16Kernel
   static constexpr int kBlockElems = kQK_K;
   static constexpr size_t kGroupBlockBytes = sizeof(BlockQ4_Kx16);
   using Sums = GroupSums;
@@ -412,7 +457,7 @@ struct Q4_Kx16Kernel {
 // -32 x the rows' scales times the activations' sub-block sums.
 struct Q6_Kx16Kernel {
   static constexpr int kBatchRows = 2;  // 1: 0.8x pp512, 4: 0.9x (1B Q4_K_M model)
-  static constexpr int kDecodeStreams = 2;
+  static constexpr int kDecodeStreams = 1;  // see Q8_0x16Kernel
   static constexpr int kBlockElems = kQK_K;
   static constexpr size_t kGroupBlockBytes = sizeof(BlockQ6_Kx16);
   using Sums = GroupSums;
@@ -566,7 +611,7 @@ const KernelTable& Avx2Kernels() {
                                  RunTiles<Q8DotKernel<Q4_0Weights>>,
                                  RunTiles<Q4KKernel>,
                                  RunTiles<Q6KKernel>,
-                                 nullptr,
+                                 RunGroups<Q8_0x16Kernel>,
                                  RunGroups<Q4_Kx16Kernel>,
                                  RunGroups<Q6_Kx16Kernel>,
                                  DotF32,

@@ -10,7 +10,8 @@
 // in blocks.h), one vpdpbusd multiplies 4 quants of 16 rows at once with 4 broadcast activation
 // quants, the 16 lanes of the result are the 16 rows' block sums, and no reduction is left: ~3x
 // fewer instructions per byte (Q8_0 and Q4_K kernels at 0.8-0.9 of the read bandwidth,
-// docs/performance.md).
+// docs/performance.md). AVX2 has no vpdpbusd; its kernels work on the two 8-row halves of a
+// group with vpmaddubsw and still save the per-row work (1.2-1.65x the row kernels in L2).
 //
 // A matrix of `rows` rows stores rows [0, 16 * (rows / 16)) as groups of 16 interleaved rows and
 // the remaining rows in row layout at their usual offsets (a group has the size of 16 rows).
@@ -24,9 +25,9 @@ namespace memoria {
 
 // The types that have an interleaved layout: Q8_0, Q4_K, Q6_K (blocks.h).
 //
-// Whether the active CPU path has interleaved kernels for `type` (AVX-512: all three; AVX2: Q4_K
-// and Q6_K). Every path computes interleaved weights correctly (without kernels, by restoring
-// rows), so this only decides whether repacking pays.
+// Whether the active CPU path has interleaved kernels for `type` (AVX2 and AVX-512 do). Every
+// path computes interleaved weights correctly (without kernels, by restoring rows), so this only
+// decides whether repacking pays.
 bool PrefersInterleavedRows(GgmlType type);
 
 // Repacks a row-layout matrix (rows x k, rows GgmlRowBytes(type, k) apart) into `dst` of the same
