@@ -324,11 +324,12 @@ struct GroupSums {
   }
 };
 
-// Bytes 8 hr .. 8 hr + 7 of a and b (one per row of half hr) as the s16 pairs (a, b), one pair per
-// row lane; Widen is _mm256_cvtepu8_epi16 or _mm256_cvtepi8_epi16.
-template <__m256i (*Widen)(__m128i)>
+// Bytes 8 hr .. 8 hr + 7 of a and b (one per row of half hr, signed or unsigned) as the s16 pairs
+// (a, b), one pair per row lane.
+template <bool kSigned>
 inline __m256i RowPairs(__m128i a, __m128i b, int hr) {
-  return Widen(hr == 0 ? _mm_unpacklo_epi8(a, b) : _mm_unpackhi_epi8(a, b));
+  const __m128i bytes = hr == 0 ? _mm_unpacklo_epi8(a, b) : _mm_unpackhi_epi8(a, b);
+  return kSigned ? _mm256_cvtepi8_epi16(bytes) : _mm256_cvtepu8_epi16(bytes);
 }
 
 // Q8_0 x Q8_0. Weights are stored + 128 (for AVX-512's vpdpbusd); here they go back to signed
@@ -422,9 +423,9 @@ struct Q4_Kx16Kernel {
                 hi_sum[b], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(Load32(xq + 32))));
           }
         }
-        const __m256i s_lo = RowPairs<_mm256_cvtepu8_epi16>(scales[2 * c], scales[2 * c], hr);
+        const __m256i s_lo = RowPairs<false>(scales[2 * c], scales[2 * c], hr);
         const __m256i s_hi =
-            RowPairs<_mm256_cvtepu8_epi16>(scales[2 * c + 1], scales[2 * c + 1], hr);
+            RowPairs<false>(scales[2 * c + 1], scales[2 * c + 1], hr);
         for (int b = 0; b < RB; ++b) {
           isum[b] = _mm256_add_epi32(isum[b], _mm256_add_epi32(_mm256_madd_epi16(lo_sum[b], s_lo),
                                                                _mm256_madd_epi16(hi_sum[b], s_hi)));
@@ -432,7 +433,7 @@ struct Q4_Kx16Kernel {
       }
       __m256i min_pairs[4];
       for (int p = 0; p < 4; ++p) {
-        min_pairs[p] = RowPairs<_mm256_cvtepu8_epi16>(mins[2 * p], mins[2 * p + 1], hr);
+        min_pairs[p] = RowPairs<false>(mins[2 * p], mins[2 * p + 1], hr);
       }
       const __m256 d = _mm256_cvtph_ps(Load128(reinterpret_cast<const uint8_t*>(g.d + 8 * hr)));
       const __m256 dmin =
@@ -508,10 +509,8 @@ struct Q6_Kx16Kernel {
           }
           for (int n = 0; n < 4; ++n) {
             const int j = 8 * h + 2 * n + t0 / 4;
-            const __m256i s =
-                RowPairs<_mm256_cvtepi8_epi16>(Load128(reinterpret_cast<const uint8_t*>(scales[j])),
-                                               Load128(reinterpret_cast<const uint8_t*>(scales[j])),
-                                               hr);
+            const __m128i scale = Load128(reinterpret_cast<const uint8_t*>(scales[j]));
+            const __m256i s = RowPairs<true>(scale, scale, hr);
             for (int b = 0; b < RB; ++b) {
               isum[b] = _mm256_add_epi32(isum[b], _mm256_madd_epi16(pairs[b][n], s));
             }
@@ -521,7 +520,7 @@ struct Q6_Kx16Kernel {
       // Scales of sub-blocks 2m and 2m + 1 as an s16 pair per row, for the offset.
       __m256i scale_pairs[8];
       for (int m = 0; m < 8; ++m) {
-        scale_pairs[m] = RowPairs<_mm256_cvtepi8_epi16>(
+        scale_pairs[m] = RowPairs<true>(
             Load128(reinterpret_cast<const uint8_t*>(scales[2 * m])),
             Load128(reinterpret_cast<const uint8_t*>(scales[2 * m + 1])), hr);
       }
@@ -532,8 +531,8 @@ struct Q6_Kx16Kernel {
         for (int m = 0; m < 8; ++m) {
           int32_t bsum_pair;
           std::memcpy(&bsum_pair, xb[b]->bsums + 2 * m, sizeof bsum_pair);
-          offset = _mm256_add_epi32(offset,
-                                    _mm256_madd_epi16(scale_pairs[m], _mm256_set1_epi32(bsum_pair)));
+          const __m256i products = _mm256_madd_epi16(scale_pairs[m], _mm256_set1_epi32(bsum_pair));
+          offset = _mm256_add_epi32(offset, products);
         }
         const __m256i total = _mm256_sub_epi32(isum[b], _mm256_slli_epi32(offset, 5));
         acc[b].half[hr] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total),
