@@ -484,7 +484,7 @@ struct Q6_Kx16Kernel {
         for (int t0 = 0; t0 < 8; t0 += 2) {
           __m256i pairs[RB][4];
           for (int t = t0; t < t0 + 2; ++t) {
-              // All three lines: one (as on AVX-512) read 5.2 instead of 6-7 GB/s from memory on
+            // All three lines: one (as on AVX-512) read 5.2 instead of 6-7 GB/s from memory on
             // one thread (kernels_bench).
             if (RB == 1 && hr == 0) Prefetch<3>(qs[h][t][0][0]);
             const __m256i v0 = Load256(qs[h][t][0][8 * hr]);
