@@ -36,6 +36,37 @@ __attribute__((target("avx512f"))) uint64_t SumFourStreams(const uint8_t* begin,
       _mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
 }
 
+// Wide loads for CPUs without AVX-512: one stream per thread, each line requested
+// kPrefetchBytes ahead as the decode kernels request theirs (without it, a plain sum read
+// 0.8-0.95x what the AVX2 kernels read on the Zen 3 machine), or four streams without.
+constexpr size_t kPrefetchBytes = 1024;
+
+template <bool kPrefetch>
+__attribute__((target("avx2"))) uint64_t SumWideAvx2(const uint8_t* begin, size_t bytes) {
+  constexpr int kStreams = kPrefetch ? 1 : 4;
+  const size_t part = bytes / kStreams / 64 * 64;
+  __m256i acc[kStreams][2];
+  for (auto& a : acc) a[0] = a[1] = _mm256_setzero_si256();
+  for (size_t i = 0; i < part; i += 64) {
+    for (int s = 0; s < kStreams; ++s) {
+      const uint8_t* line = begin + s * part + i;
+      if (kPrefetch) {
+        _mm_prefetch(reinterpret_cast<const char*>(line + kPrefetchBytes), _MM_HINT_T0);
+      }
+      const auto* halves = reinterpret_cast<const __m256i*>(line);
+      acc[s][0] = _mm256_add_epi64(acc[s][0], _mm256_load_si256(halves));
+      acc[s][1] = _mm256_add_epi64(acc[s][1], _mm256_load_si256(halves + 1));
+    }
+  }
+  uint64_t sum = 0;
+  for (auto& a : acc) {
+    alignas(32) uint64_t words[4];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(words), _mm256_add_epi64(a[0], a[1]));
+    for (uint64_t w : words) sum += w;
+  }
+  return sum;
+}
+
 }  // namespace
 
 ReadBandwidthProbe::ReadBandwidthProbe(int threads)
@@ -50,6 +81,10 @@ ReadBandwidthProbe::~ReadBandwidthProbe() { std::free(data_); }
 double ReadBandwidthProbe::Measure(int passes) {
   std::vector<ReadLoop> loops = {SumWords};
   if (__builtin_cpu_supports("avx512f")) loops.push_back(SumFourStreams);
+  if (__builtin_cpu_supports("avx2")) {
+    loops.push_back(SumWideAvx2<false>);
+    loops.push_back(SumWideAvx2<true>);
+  }
   // Slices of whole 256-byte units keep every stream of SumFourStreams 64-byte aligned.
   const size_t slice = bytes_ / threads_ / 256 * 256;
   double best = 0;

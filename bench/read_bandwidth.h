@@ -9,8 +9,9 @@ namespace memoria {
 // The read bandwidth that bounds a decode step: `threads` threads each read a disjoint slice of a
 // 512 MiB buffer in 2 MiB pages (as the CPU backend holds weights). A plain 64-bit sum per thread
 // is limited by its own instructions on fast memory (on the development VM it reads ~60% of what
-// wider loads get), so the probe also runs 4 interleaved streams of 64-byte loads per thread on
-// AVX-512 CPUs and reports the faster.
+// wider loads get), so the probe also runs 4 interleaved streams of 64-byte loads per thread
+// (AVX-512 or AVX2) and, on AVX2, one stream that requests its lines ahead as the decode kernels
+// do, and reports the fastest.
 class ReadBandwidthProbe {
  public:
   explicit ReadBandwidthProbe(int threads);
