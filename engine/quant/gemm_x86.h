@@ -1,10 +1,11 @@
 #ifndef MEMORIA_ENGINE_QUANT_GEMM_X86_H_
 #define MEMORIA_ENGINE_QUANT_GEMM_X86_H_
 
-// Small helpers shared by the x86 SIMD kernel files (gemm_avx2.cc, gemm_avx512.cc). Each of those
-// files is compiled with its own -m flags, so these stay in an unnamed namespace: every file gets
-// its own copy built for its instruction set, and no inline function is shared across them (which
-// would let the linker pick the AVX-512 build for the AVX2 path).
+// Helpers and the interleaved-weights driver shared by the x86 SIMD kernel files (gemm_avx2.cc,
+// gemm_avx512.cc). Each of those files is compiled with its own -m flags, so these stay in an
+// unnamed namespace: every file gets its own copy built for its instruction set, and no inline
+// function is shared across them (which would let the linker pick the AVX-512 build for the AVX2
+// path).
 
 #include <immintrin.h>
 
@@ -98,8 +99,9 @@ void RunBlocks(const uint8_t* const (&w)[G], const uint8_t* x, size_t x_row_byte
 }
 
 // Decode reads the thread's groups as K::kDecodeStreams sequential streams at once, one per part
-// of its row range: the memory system delivers ~1.2-1.5x more to several streams than to one
-// (ReadBandwidthProbe), up to a count that depends on the kernel's work per byte (measured).
+// of its row range: on the AVX-512 machine the memory system delivered ~1.2-1.5x more to several
+// streams than to one, up to a count that depends on the kernel's work per byte; on the AVX2
+// machine one stream read the most (each kernel's count is measured).
 // Batches walk activation rows in chunks and reuse each group for all rows of a chunk while it is
 // in cache, as RunTiles does.
 template <class K>
