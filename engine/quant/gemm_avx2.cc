@@ -404,49 +404,64 @@ struct Q4_Kx16Kernel {
     }
     __m128i scales[8], mins[8];
     UnpackQ4KScalesX16(g, scales, mins);
-    for (int hr = 0; hr < 2; ++hr) {
-      __m256i isum[RB];
-      for (int b = 0; b < RB; ++b) isum[b] = _mm256_setzero_si256();
+    // Decode takes both halves in one pass, sharing each step's activation broadcasts; batches
+    // take one half per pass, so that RB rows of sums fit in the 16 registers.
+    constexpr int kHalves = RB == 1 ? 2 : 1;
+    for (int hr0 = 0; hr0 < 2; hr0 += kHalves) {
+      __m256i isum[kHalves][RB];
+      for (auto& half : isum)
+        for (__m256i& v : half) v = _mm256_setzero_si256();
       for (int c = 0; c < 4; ++c) {
-        __m256i lo_sum[RB], hi_sum[RB];
-        for (int b = 0; b < RB; ++b) lo_sum[b] = hi_sum[b] = _mm256_setzero_si256();
+        __m256i lo_sum[kHalves][RB], hi_sum[kHalves][RB];
+        for (int h = 0; h < kHalves; ++h)
+          for (int b = 0; b < RB; ++b) lo_sum[h][b] = hi_sum[h][b] = _mm256_setzero_si256();
         for (int t = 0; t < 8; ++t) {
-          if (RB == 1 && hr == 0) Prefetch<1>(g.qs[c][t][0]);
-          const __m256i q = Load256(g.qs[c][t][8 * hr]);
-          const __m256i lo = _mm256_and_si256(q, four);
-          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), four);
+          if (RB == 1) Prefetch<1>(g.qs[c][t][0]);
+          __m256i x_lo[RB], x_hi[RB];
           for (int b = 0; b < RB; ++b) {
             const int8_t* xq = xb[b]->qs + 64 * c + 4 * t;
-            lo_sum[b] = _mm256_add_epi16(
-                lo_sum[b], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(Load32(xq))));
-            hi_sum[b] = _mm256_add_epi16(
-                hi_sum[b], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(Load32(xq + 32))));
+            x_lo[b] = _mm256_set1_epi32(Load32(xq));
+            x_hi[b] = _mm256_set1_epi32(Load32(xq + 32));
+          }
+          for (int h = 0; h < kHalves; ++h) {
+            const __m256i q = Load256(g.qs[c][t][8 * (hr0 + h)]);
+            const __m256i lo = _mm256_and_si256(q, four);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), four);
+            for (int b = 0; b < RB; ++b) {
+              lo_sum[h][b] = _mm256_add_epi16(lo_sum[h][b], _mm256_maddubs_epi16(lo, x_lo[b]));
+              hi_sum[h][b] = _mm256_add_epi16(hi_sum[h][b], _mm256_maddubs_epi16(hi, x_hi[b]));
+            }
           }
         }
-        const __m256i s_lo = RowPairs<false>(scales[2 * c], scales[2 * c], hr);
-        const __m256i s_hi =
-            RowPairs<false>(scales[2 * c + 1], scales[2 * c + 1], hr);
+        for (int h = 0; h < kHalves; ++h) {
+          const __m256i s_lo = RowPairs<false>(scales[2 * c], scales[2 * c], hr0 + h);
+          const __m256i s_hi = RowPairs<false>(scales[2 * c + 1], scales[2 * c + 1], hr0 + h);
+          for (int b = 0; b < RB; ++b) {
+            isum[h][b] = _mm256_add_epi32(
+                isum[h][b], _mm256_add_epi32(_mm256_madd_epi16(lo_sum[h][b], s_lo),
+                                             _mm256_madd_epi16(hi_sum[h][b], s_hi)));
+          }
+        }
+      }
+      for (int h = 0; h < kHalves; ++h) {
+        const int hr = hr0 + h;
+        __m256i min_pairs[4];
+        for (int p = 0; p < 4; ++p) {
+          min_pairs[p] = RowPairs<false>(mins[2 * p], mins[2 * p + 1], hr);
+        }
+        const __m256 d = _mm256_cvtph_ps(Load128(reinterpret_cast<const uint8_t*>(g.d + 8 * hr)));
+        const __m256 dmin =
+            _mm256_cvtph_ps(Load128(reinterpret_cast<const uint8_t*>(g.dmin + 8 * hr)));
         for (int b = 0; b < RB; ++b) {
-          isum[b] = _mm256_add_epi32(isum[b], _mm256_add_epi32(_mm256_madd_epi16(lo_sum[b], s_lo),
-                                                               _mm256_madd_epi16(hi_sum[b], s_hi)));
+          __m256i msum = _mm256_madd_epi16(min_pairs[0], xs_pairs[b][0]);
+          for (int p = 1; p < 4; ++p) {
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(min_pairs[p], xs_pairs[b][p]));
+          }
+          const __m256 dx = _mm256_set1_ps(xb[b]->d);
+          __m256& sums = acc[b].half[hr];
+          sums = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[h][b]), _mm256_mul_ps(d, dx), sums);
+          sums = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dmin, dx), sums);
         }
-      }
-      __m256i min_pairs[4];
-      for (int p = 0; p < 4; ++p) {
-        min_pairs[p] = RowPairs<false>(mins[2 * p], mins[2 * p + 1], hr);
-      }
-      const __m256 d = _mm256_cvtph_ps(Load128(reinterpret_cast<const uint8_t*>(g.d + 8 * hr)));
-      const __m256 dmin =
-          _mm256_cvtph_ps(Load128(reinterpret_cast<const uint8_t*>(g.dmin + 8 * hr)));
-      for (int b = 0; b < RB; ++b) {
-        __m256i msum = _mm256_madd_epi16(min_pairs[0], xs_pairs[b][0]);
-        for (int p = 1; p < 4; ++p) {
-          msum = _mm256_add_epi32(msum, _mm256_madd_epi16(min_pairs[p], xs_pairs[b][p]));
-        }
-        const __m256 dx = _mm256_set1_ps(xb[b]->d);
-        __m256& sums = acc[b].half[hr];
-        sums = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[b]), _mm256_mul_ps(d, dx), sums);
-        sums = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dmin, dx), sums);
       }
     }
   }
