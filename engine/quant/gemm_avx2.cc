@@ -392,15 +392,10 @@ struct Q4_Kx16Kernel {
     const __m256i four = _mm256_set1_epi8(0x0f);
     const BlockQ4_Kx16& g = *reinterpret_cast<const BlockQ4_Kx16*>(group_block);
     const BlockQ8_K* xb[RB];
-    // Activation sums of sub-blocks 2p and 2p + 1 as an s16 pair, for the mins.
-    __m256i xs_pairs[RB][4];
+    __m256i xs_pairs[RB][4];  // for the mins
     for (int b = 0; b < RB; ++b) {
       xb[b] = reinterpret_cast<const BlockQ8_K*>(x + b * x_row_bytes) + ib;
-      for (int p = 0; p < 4; ++p) {
-        const int16_t* bsums = xb[b]->bsums + 4 * p;
-        xs_pairs[b][p] = _mm256_set1_epi32(static_cast<uint16_t>(bsums[0] + bsums[1]) |
-                                           (bsums[2] + bsums[3]) * 65536);
-      }
+      for (int p = 0; p < 4; ++p) xs_pairs[b][p] = _mm256_set1_epi32(Q8KSubBlockSumPair(*xb[b], p));
     }
     __m128i scales[8], mins[8];
     UnpackQ4KScalesX16(g, scales, mins);

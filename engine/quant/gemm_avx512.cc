@@ -289,10 +289,8 @@ struct Q4_Kx16Kernel {
     for (int b = 0; b < RB; ++b) {
       __m512i msum = _mm512_setzero_si512();
       for (int p = 0; p < 4; ++p) {
-        const int16_t* bsums = xb[b]->bsums + 4 * p;
-        const int32_t xs_pair =
-            static_cast<uint16_t>(bsums[0] + bsums[1]) | (bsums[2] + bsums[3]) * 65536;
-        msum = _mm512_dpwssd_epi32(msum, min_pairs[p], _mm512_set1_epi32(xs_pair));
+        msum = _mm512_dpwssd_epi32(msum, min_pairs[p],
+                                   _mm512_set1_epi32(Q8KSubBlockSumPair(*xb[b], p)));
       }
       const __m512 dx = _mm512_set1_ps(xb[b]->d);
       acc[b].v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[b]), _mm512_mul_ps(d, dx), acc[b].v);

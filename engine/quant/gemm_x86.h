@@ -71,6 +71,14 @@ inline void UnpackQ4KScalesX16(const BlockQ4_Kx16& g, __m128i (&scales)[8], __m1
   }
 }
 
+// The activation sums of 32-element sub-blocks 2p and 2p + 1 of a Q8_K block as an s16 pair
+// (|sum of 32 quants| < 2^15), which one vpmaddwd / vpdpwssd multiplies with a row's pair of
+// Q4_K mins.
+inline int32_t Q8KSubBlockSumPair(const BlockQ8_K& x, int p) {
+  const int16_t* bsums = x.bsums + 4 * p;
+  return static_cast<uint16_t>(bsums[0] + bsums[1]) | (bsums[2] + bsums[3]) * 65536;
+}
+
 // ---- Driver for weights interleaved 16 rows at a time (interleave.h, blocks.h) ----
 //
 // A kernel K provides kBatchRows, kDecodeStreams, kBlockElems (elements per block),
