@@ -85,7 +85,7 @@ double ReadBandwidthProbe::Measure(int passes) {
     loops.push_back(SumWideAvx2<false>);
     loops.push_back(SumWideAvx2<true>);
   }
-  // Slices of whole 256-byte units keep every stream of SumFourStreams 64-byte aligned.
+  // Slices of whole 256-byte units keep every stream of the wide loops 64-byte aligned.
   const size_t slice = bytes_ / threads_ / 256 * 256;
   double best = 0;
   for (ReadLoop loop : loops) {

@@ -7,7 +7,7 @@
 namespace memoria {
 
 void* AllocateHugePages(size_t bytes) {
-  const size_t rounded = (bytes + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+  const size_t rounded = RoundUpToHugePages(bytes);
   void* p = std::aligned_alloc(kHugePageBytes, rounded);
   // Advisory: the memory is usable whatever the kernel makes of it.
   if (p != nullptr) madvise(p, rounded, MADV_HUGEPAGE);

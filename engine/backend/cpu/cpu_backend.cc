@@ -33,8 +33,7 @@ uint8_t* CpuBackend::AllocateWeight(size_t bytes) {
   constexpr size_t kAlign = 64;
   bytes = (bytes + kAlign - 1) / kAlign * kAlign;
   if (bytes > weight_chunk_left_) {
-    const size_t chunk =
-        (std::max(bytes, kChunk) + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+    const size_t chunk = RoundUpToHugePages(std::max(bytes, kChunk));
     uint8_t* p = static_cast<uint8_t*>(AllocateHugePages(chunk));
     if (p == nullptr) return nullptr;
     allocations_.push_back(Buffer(p));
