@@ -349,14 +349,14 @@ struct Q8_0x16Kernel {
                     int64_t /*k*/, int64_t ib, GroupSums (&acc)[RB]) {
     const __m256i offset = _mm256_set1_epi8(static_cast<char>(0x80));
     const GroupBlockParts<BlockQ8_0x16> g(group_block, ib);
-    // Every line of the block (8 of quants in the loop, the scales here): two per block, as on
-    // AVX-512, read 0.7-0.8x as much from memory (kernels_bench, 1 and 2 threads).
-    if (RB == 1) Prefetch<1>(group_block + sizeof(BlockQ8_0x16::Quants));
+    // Every line of the block, spread over both passes (PrefetchStep). Two requests per block, as
+    // on AVX-512, read 0.7-0.8x as much from memory (kernels_bench, 1 and 2 threads); every line
+    // but in the first pass only, 1B Q8_0 tg128 0.8-0.98x (six alternating rounds).
     for (int hr = 0; hr < 2; ++hr) {
       __m256i isum[RB];
       for (int b = 0; b < RB; ++b) isum[b] = _mm256_setzero_si256();
       for (int c = 0; c < kQK8_0 / 4; ++c) {
-        if (RB == 1 && hr == 0) Prefetch<1>(g.quants->qs[c][0]);
+        if (RB == 1) PrefetchStep<kGroupBlockBytes, 16>(group_block, 8 * hr + c);
         const __m256i w = _mm256_xor_si256(Load256(g.quants->qs[c][8 * hr]), offset);
         const __m256i abs_w = _mm256_sign_epi8(w, w);
         for (int b = 0; b < RB; ++b) {
@@ -411,7 +411,7 @@ struct Q4_Kx16Kernel {
         for (int h = 0; h < kHalves; ++h)
           for (int b = 0; b < RB; ++b) lo_sum[h][b] = hi_sum[h][b] = _mm256_setzero_si256();
         for (int t = 0; t < 8; ++t) {
-          if (RB == 1) Prefetch<1>(g.qs[c][t][0]);
+          if (RB == 1) PrefetchStep<kGroupBlockBytes, 32>(group_block, 8 * c + t);
           __m256i x_lo[RB], x_hi[RB];
           for (int b = 0; b < RB; ++b) {
             const int8_t* xq = xb[b]->qs + 64 * c + 4 * t;
@@ -494,9 +494,9 @@ struct Q6_Kx16Kernel {
         for (int t0 = 0; t0 < 8; t0 += 2) {
           __m256i pairs[RB][4];
           for (int t = t0; t < t0 + 2; ++t) {
-            // All three lines: one (as on AVX-512) read 5.2 instead of 6-7 GB/s from memory on
-            // one thread (kernels_bench).
-            if (RB == 1 && hr == 0) Prefetch<3>(qs[h][t][0][0]);
+            // All of the block's lines, spread over both passes: one line per step (as on
+            // AVX-512) read 5.2 instead of 6-7 GB/s from memory on one thread (kernels_bench).
+            if (RB == 1) PrefetchStep<kGroupBlockBytes, 32>(group_block, 16 * hr + 8 * h + t);
             const __m256i v0 = Load256(qs[h][t][0][8 * hr]);
             const __m256i v1 = Load256(qs[h][t][1][8 * hr]);
             const __m256i v2 = Load256(qs[h][t][2][8 * hr]);

@@ -55,6 +55,18 @@ inline void Prefetch(const uint8_t* p) {
   }
 }
 
+// Requests the lines of a block of kBlockBytes kPrefetchDistance ahead, spread evenly over the
+// kSteps steps a decode kernel takes through it (in every pass over the block, including those
+// that read it again from L1), so that the memory gets requests at the rate the kernel consumes
+// lines. Blocks follow one another, so the steps form one stride through the weights, and
+// requesting the lines of each step's stride covers every line.
+template <size_t kBlockBytes, int kSteps>
+inline void PrefetchStep(const uint8_t* block, int step) {
+  static_assert(kBlockBytes % kSteps == 0);
+  constexpr size_t kStride = kBlockBytes / kSteps;
+  Prefetch<(kStride + 63) / 64>(block + kStride * step);
+}
+
 // UnpackQ4KScales (quant_internal.h) for the 16 rows of a BlockQ4_Kx16, one byte lane per row.
 inline void UnpackQ4KScalesX16(const BlockQ4_Kx16& g, __m128i (&scales)[8], __m128i (&mins)[8]) {
   const __m128i six = _mm_set1_epi8(63), four = _mm_set1_epi8(0x0f), top = _mm_set1_epi8(0x30);
