@@ -469,6 +469,10 @@ struct Q4_Kx16Kernel {
 struct Q6_Kx16Kernel {
   static constexpr int kBatchRows = 2;  // 1: 0.8x pp512, 4: 0.9x (1B Q4_K_M model)
   static constexpr int kDecodeStreams = 1;  // see Q8_0x16Kernel
+  // Lines requested 4 KiB ahead, not kPrefetchDistance (1 KiB): beyond L3 1.1-1.4x the rate on
+  // two threads (kernels_bench, three rounds; 2 and 8 KiB in between). At 2-4 KiB the Q8_0
+  // kernel read less (0.6-0.85x) and the Q4_K one the same or less, so they keep 1 KiB.
+  static constexpr int kPrefetchBytes = 4096;
   static constexpr int kBlockElems = kQK_K;
   static constexpr size_t kGroupBlockBytes = sizeof(BlockQ6_Kx16);
   using Sums = GroupSums;
@@ -496,7 +500,9 @@ struct Q6_Kx16Kernel {
           for (int t = t0; t < t0 + 2; ++t) {
             // All of the block's lines, spread over both passes: one line per step (as on
             // AVX-512) read 5.2 instead of 6-7 GB/s from memory on one thread (kernels_bench).
-            if (RB == 1) PrefetchStep<kGroupBlockBytes, 32>(group_block, 16 * hr + 8 * h + t);
+            if (RB == 1) {
+              PrefetchStep<kGroupBlockBytes, 32, kPrefetchBytes>(group_block, 16 * hr + 8 * h + t);
+            }
             const __m256i v0 = Load256(qs[h][t][0][8 * hr]);
             const __m256i v1 = Load256(qs[h][t][1][8 * hr]);
             const __m256i v2 = Load256(qs[h][t][2][8 * hr]);

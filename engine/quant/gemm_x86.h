@@ -48,10 +48,10 @@ inline float LoadF32(const uint8_t* p) {
 // decode tiles also request the lines kPrefetchDistance bytes ahead in every row they read.
 constexpr int kPrefetchDistance = 1024;
 
-template <int kLines>
+template <int kLines, int kDistance = kPrefetchDistance>
 inline void Prefetch(const uint8_t* p) {
   for (int i = 0; i < kLines; ++i) {
-    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchDistance + 64 * i), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(p + kDistance + 64 * i), _MM_HINT_T0);
   }
 }
 
@@ -60,11 +60,11 @@ inline void Prefetch(const uint8_t* p) {
 // that read it again from L1), so that the memory gets requests at the rate the kernel consumes
 // lines. Blocks follow one another, so the steps form one stride through the weights, and
 // requesting the lines of each step's stride covers every line.
-template <size_t kBlockBytes, int kSteps>
+template <size_t kBlockBytes, int kSteps, int kDistance = kPrefetchDistance>
 inline void PrefetchStep(const uint8_t* block, int step) {
   static_assert(kBlockBytes % kSteps == 0);
   constexpr size_t kStride = kBlockBytes / kSteps;
-  Prefetch<(kStride + 63) / 64>(block + kStride * step);
+  Prefetch<(kStride + 63) / 64, kDistance>(block + kStride * step);
 }
 
 // UnpackQ4KScales (quant_internal.h) for the 16 rows of a BlockQ4_Kx16, one byte lane per row.
