@@ -29,12 +29,14 @@ void ConvertActivationRow(GgmlType dot_type, const float* x, void* out, int64_t 
 void GemmRows(GgmlType wtype, const void* w, size_t w_row_bytes, int64_t k, int64_t r0, int64_t r1,
               const void* xq, size_t xq_row_bytes, int64_t nb, float* y, int64_t ldy);
 
-// Float vector helpers for attention (dispatched like GemmRows).
+// Float vector helpers for attention and the feed-forward (dispatched like GemmRows).
 float DotF32(const float* a, const float* b, int64_t n);
 float DotF16F32(const uint16_t* a_fp16, const float* b, int64_t n);
 void AxpyF32(float alpha, const float* x, float* y, int64_t n);           // y += alpha * x
 void AxpyF16F32(float alpha, const uint16_t* x_fp16, float* y, int64_t n);  // y += alpha * x
 void Fp32ToFp16Row(const float* x, uint16_t* y, int64_t n);
+// out = silu(gate) * up = gate / (1 + exp(-gate)) * up, elementwise; out may be gate or up.
+void SiluMulF32(const float* gate, const float* up, float* out, int64_t n);
 
 }  // namespace memoria
 

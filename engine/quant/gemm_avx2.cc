@@ -633,7 +633,8 @@ const KernelTable& Avx2Kernels() {
                                  DotF16F32,
                                  AxpyF32,
                                  AxpyF16F32,
-                                 Fp32ToFp16Row};
+                                 Fp32ToFp16Row,
+                                 SiluMulF32};
   return table;
 }
 

@@ -640,7 +640,8 @@ const KernelTable& Avx512Kernels() {
                                  DotF16F32,
                                  AxpyF32,
                                  AxpyF16F32,
-                                 Fp32ToFp16Row};
+                                 Fp32ToFp16Row,
+                                 SiluMulF32};
   return table;
 }
 

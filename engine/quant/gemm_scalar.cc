@@ -1,6 +1,8 @@
 // Portable kernels: the reference the SIMD paths are tested against, and the fallback for CPUs
 // without AVX2. Written for clarity; integer block sums are exact, floats accumulate per block.
 
+#include <cmath>
+
 #include "engine/quant/blocks.h"
 #include "engine/quant/fp16.h"
 #include "engine/quant/gemm_internal.h"
@@ -150,6 +152,10 @@ void Fp32ToFp16Row(const float* x, uint16_t* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = Fp32ToFp16(x[i]);
 }
 
+void SiluMulF32(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
 }  // namespace
 
 const KernelTable& ScalarKernels() {
@@ -157,7 +163,8 @@ const KernelTable& ScalarKernels() {
                                  Gemm<DotRowQ8_0>, Gemm<DotRowQ4_0>, Gemm<DotRowQ4K>,
                                  Gemm<DotRowQ6K>,  nullptr,          nullptr,
                                  nullptr,          DotF32,           DotF16F32,
-                                 AxpyF32,          AxpyF16F32,       Fp32ToFp16Row};
+                                 AxpyF32,          AxpyF16F32,       Fp32ToFp16Row,
+                                 SiluMulF32};
   return table;
 }
 

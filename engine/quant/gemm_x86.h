@@ -43,6 +43,59 @@ inline float LoadF32(const uint8_t* p) {
   return f;
 }
 
+// exp(x) for 8 floats x <= 0, within ~2 ulp of the exact value: x = n ln2 + r with
+// |r| <= ln2 / 2 (ln2 in two parts, so r keeps its low bits), e^r by its Taylor series to r^7 / 7!
+// (next term < 6e-9 relative), times 2^n built in the exponent field. Below -87.3, where 2^n
+// would leave the normal floats, the result is 0 (the exact value is below 1.2e-38).
+inline __m256 ExpNonPositive8(__m256 x) {
+  const __m256 lowest = _mm256_set1_ps(-87.3f);
+  const __m256 underflow = _mm256_cmp_ps(x, lowest, _CMP_LT_OQ);
+  x = _mm256_min_ps(_mm256_max_ps(x, lowest), _mm256_setzero_ps());
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145752f), x);  // ln2's high part, exact * n
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860677e-6f), r);       // and its low part
+  __m256 p = _mm256_set1_ps(1.0f / 5040);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  const __m256i two_n = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, _mm256_castsi256_ps(two_n)));
+}
+
+// silu(g) * u = g * sigmoid(g) * u, with e = exp(-|g|) <= 1: sigmoid is 1 / (1 + e) for g >= 0
+// and e / (1 + e) below, so nothing overflows and silu reaches its limits, g and 0, exactly.
+inline __m256 SiluMul8(__m256 gate, __m256 up) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 e = ExpNonPositive8(_mm256_or_ps(gate, sign));  // -|gate|
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 numerator = _mm256_blendv_ps(one, e, gate);     // e where gate's sign bit is set
+  const __m256 sigmoid = _mm256_div_ps(numerator, _mm256_add_ps(one, e));
+  return _mm256_mul_ps(_mm256_mul_ps(gate, sigmoid), up);
+}
+
+// SiluMulF32 (gemm.h): the feed-forward's activation, which a decode step runs on one thread
+// while the others wait. With std::exp per element it took 1.4% of the samples of a small-model
+// memoria-bench run (perf, tg128), this 0.2%.
+void SiluMulF32(const float* gate, const float* up, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(out + i, SiluMul8(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
+  }
+  if (i == n) return;
+  // The tail through the same arithmetic, so no element depends on where a row ends.
+  float g[8] = {}, u[8] = {}, o[8];
+  std::memcpy(g, gate + i, (n - i) * sizeof(float));
+  std::memcpy(u, up + i, (n - i) * sizeof(float));
+  _mm256_storeu_ps(o, SiluMul8(_mm256_loadu_ps(g), _mm256_loadu_ps(u)));
+  std::memcpy(out + i, o, (n - i) * sizeof(float));
+}
+
 // Decode streams each weight row once from memory. The hardware prefetcher alone leaves too
 // few lines in flight when several rows are read at once with work between the loads, so
 // decode tiles also request the lines kPrefetchDistance bytes ahead in every row they read.

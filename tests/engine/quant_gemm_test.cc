@@ -235,6 +235,35 @@ TEST_P(VectorHelpersTest, DotAndAxpy) {
   }
 }
 
+// silu(gate) * up against double precision, with every tail length and over the range where
+// exp over- and underflows (there silu is within 1e-35 of its limits 0 and gate).
+TEST_P(VectorHelpersTest, SiluMul) {
+  std::mt19937 rng(23);
+  std::uniform_real_distribution<float> wide(-100.0f, 100.0f);
+  for (int64_t n : {0, 1, 7, 8, 9, 16, 33, 1000}) {
+    SCOPED_TRACE(::testing::Message() << "n=" << n);
+    std::vector<float> gate(n), up = Gaussian(n, &rng);
+    for (int64_t i = 0; i < n; ++i) gate[i] = i % 2 == 0 ? wide(rng) : 4 * up[(i + 1) % n];
+    const float specials[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 87.0f, 88.5f, 89.0f, -87.0f,
+                              -88.5f, -89.0f, -104.0f, 1e6f, -1e6f};
+    for (size_t i = 0; i < std::size(specials) && static_cast<int64_t>(i) < n; ++i) {
+      gate[i] = specials[i];
+    }
+    std::vector<float> out(n + 1, kUntouched);
+    SiluMulF32(gate.data(), up.data(), out.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      const double g = gate[i];
+      const double want = g / (1 + std::exp(-g)) * up[i];
+      EXPECT_NEAR(out[i], want, 1e-6 * std::fabs(want) + 1e-35) << "gate " << gate[i];
+    }
+    EXPECT_EQ(out[n], kUntouched);
+    // In place, as the backend calls it.
+    std::vector<float> in_place = gate;
+    SiluMulF32(in_place.data(), up.data(), in_place.data(), n);
+    for (int64_t i = 0; i < n; ++i) EXPECT_EQ(in_place[i], out[i]);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Paths, VectorHelpersTest,
                          ::testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512),
                          [](const ::testing::TestParamInfo<CpuIsa>& info) {

@@ -327,10 +327,7 @@ void CpuBackend::Add(const Tensor& a, int64_t n, Tensor* y) {
 
 void CpuBackend::SwiGlu(const Tensor& gate, const Tensor& up, int64_t n, Tensor* out) {
   pool_.Run(n, [&](int64_t r) {
-    const float* g = RowF32(gate, r);
-    const float* u = RowF32(up, r);
-    float* o = RowF32(*out, r);
-    for (int64_t i = 0; i < out->cols; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    SiluMulF32(RowF32(gate, r), RowF32(up, r), RowF32(*out, r), out->cols);
   });
 }
 
