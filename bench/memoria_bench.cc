@@ -2,6 +2,8 @@
 //   ppN: N prompt tokens in one sequence, fed in max_batch_tokens chunks, from an empty cache.
 //   tgN: N tokens decoded one at a time from an empty cache (after one warm-up token).
 //   With --seqs S > 1, tgN also runs S sequences decoding together (tokens/s counts all of them).
+//   With -d D > 0, both start from a cache already holding D tokens (llama-bench's -d: "@dD"),
+//   which is where attention's share of a step shows.
 //   With --memory-refs R > 0, every decoding sequence attends to R references of --memory-k
 //   entries per memory layer (the first half) and KV head, random f16 K/V in stable pages, with
 //   its own tokens from position 128 (MEMORY.md "parallel" positions).
@@ -46,23 +48,28 @@ std::vector<int32_t> RandomTokens(int32_t n, int32_t n_vocab, uint32_t seed) {
   return t;
 }
 
-// Seconds to prefill n_prompt tokens into a fresh sequence.
-absl::StatusOr<double> TimePrompt(Model& model, int32_t n_prompt) {
-  std::vector<int32_t> tokens = RandomTokens(n_prompt, model.config().n_vocab, 1);
-  MEMORIA_ASSIGN_OR_RETURN(SequenceId seq, model.CreateSequence());
+// Feeds `tokens` to `seq` in max_batch_tokens chunks.
+absl::Status Prefill(Model& model, SequenceId seq, std::span<const int32_t> tokens) {
   ForwardOutput out;
-  auto t0 = Clock::now();
   const size_t chunk = model.options().max_batch_tokens;
   for (size_t i = 0; i < tokens.size(); i += chunk) {
-    SequenceInput in{seq, std::span<const int32_t>(tokens).subspan(i, std::min(chunk, tokens.size() - i))};
-    absl::Status st = model.Forward(std::span<const SequenceInput>(&in, 1), &out);
-    if (!st.ok()) {
-      model.DestroySequence(seq);
-      return st;
-    }
+    SequenceInput in{seq, tokens.subspan(i, std::min(chunk, tokens.size() - i))};
+    MEMORIA_RETURN_IF_ERROR(model.Forward(std::span<const SequenceInput>(&in, 1), &out));
   }
-  double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  return absl::OkStatus();
+}
+
+// Seconds to prefill n_prompt tokens into a sequence holding `depth` tokens.
+absl::StatusOr<double> TimePrompt(Model& model, int32_t n_prompt, int32_t depth) {
+  const std::vector<int32_t> context = RandomTokens(depth, model.config().n_vocab, 2);
+  const std::vector<int32_t> tokens = RandomTokens(n_prompt, model.config().n_vocab, 1);
+  MEMORIA_ASSIGN_OR_RETURN(SequenceId seq, model.CreateSequence());
+  absl::Status st = Prefill(model, seq, context);
+  const auto t0 = Clock::now();
+  if (st.ok()) st = Prefill(model, seq, tokens);
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
   model.DestroySequence(seq);
+  if (!st.ok()) return st;
   return s;
 }
 
@@ -97,14 +104,22 @@ std::shared_ptr<const MemoryView> RandomMemory(const ModelConfig& c, int32_t ref
   return view;
 }
 
-// Seconds for n_seqs sequences to decode n_gen tokens each, one step per token.
-absl::StatusOr<double> TimeGeneration(Model& model, int32_t n_gen, int32_t n_seqs,
+// Seconds for n_seqs sequences, each holding `depth` tokens, to decode n_gen tokens each, one
+// step per token.
+absl::StatusOr<double> TimeGeneration(Model& model, int32_t n_gen, int32_t n_seqs, int32_t depth,
                                       std::shared_ptr<const MemoryView> memory) {
+  const std::vector<int32_t> context = RandomTokens(depth, model.config().n_vocab, 2);
   std::vector<SequenceId> seqs;
-  for (int32_t s = 0; s < n_seqs; ++s) {
+  absl::Status prefilled = absl::OkStatus();
+  for (int32_t s = 0; s < n_seqs && prefilled.ok(); ++s) {
     MEMORIA_ASSIGN_OR_RETURN(SequenceId id, model.CreateSequence(memory != nullptr ? kMemorySpan : 0));
-    if (memory != nullptr) MEMORIA_RETURN_IF_ERROR(model.SetMemory(id, memory));
     seqs.push_back(id);
+    if (memory != nullptr) prefilled = model.SetMemory(id, memory);
+    if (prefilled.ok()) prefilled = Prefill(model, id, context);
+  }
+  if (!prefilled.ok()) {
+    for (SequenceId id : seqs) model.DestroySequence(id);
+    return prefilled;
   }
   std::vector<int32_t> tokens(n_seqs, 1);
   std::vector<SequenceInput> inputs(n_seqs);
@@ -176,21 +191,23 @@ void PrintCudaDecodeBound(const Model& model) {
 
 absl::Status Main(const std::vector<std::string>& args) {
   MEMORIA_ASSIGN_OR_RETURN(cli::Flags flags,
-                           cli::Flags::Parse(args, {"--model", "-m", "-p", "-n", "-t", "-r", "--seqs", "-b",
+                           cli::Flags::Parse(args, {"--model", "-m", "-p", "-n", "-d", "-t", "-r", "--seqs", "-b",
                                                     "--kv-type", "--device", "--memory-refs", "--memory-k"},
                                              {"--dequantize", "--no-graphs"}));
   std::string path = flags.String("--model", flags.String("-m"));
   if (path.empty()) return absl::InvalidArgumentError("--model is required");
   MEMORIA_ASSIGN_OR_RETURN(int64_t n_prompt, flags.Int("-p", 512));
   MEMORIA_ASSIGN_OR_RETURN(int64_t n_gen, flags.Int("-n", 128));
+  MEMORIA_ASSIGN_OR_RETURN(int64_t depth, flags.Int("-d", 0));
   MEMORIA_ASSIGN_OR_RETURN(int64_t threads, flags.Int("-t", 0));
   MEMORIA_ASSIGN_OR_RETURN(int64_t repeats, flags.Int("-r", 5));
   MEMORIA_ASSIGN_OR_RETURN(int64_t n_seqs, flags.Int("--seqs", 1));
   MEMORIA_ASSIGN_OR_RETURN(int64_t batch, flags.Int("-b", 512));
   MEMORIA_ASSIGN_OR_RETURN(int64_t memory_refs, flags.Int("--memory-refs", 0));
   MEMORIA_ASSIGN_OR_RETURN(int64_t memory_k, flags.Int("--memory-k", 8));
-  if (n_prompt < 0 || n_gen < 0 || repeats < 1 || n_seqs < 1 || batch < 1 || memory_refs < 0 || memory_k < 1) {
-    return absl::InvalidArgumentError("-p, -n, --memory-refs >= 0; -r, --seqs, -b, --memory-k >= 1");
+  if (n_prompt < 0 || n_gen < 0 || depth < 0 || repeats < 1 || n_seqs < 1 || batch < 1 ||
+      memory_refs < 0 || memory_k < 1) {
+    return absl::InvalidArgumentError("-p, -n, -d, --memory-refs >= 0; -r, --seqs, -b, --memory-k >= 1");
   }
   ModelOptions options;
   MEMORIA_ASSIGN_OR_RETURN(options.backend.device, ParseDeviceKind(flags.String("--device", "auto")));
@@ -198,7 +215,8 @@ absl::Status Main(const std::vector<std::string>& args) {
   options.backend.cuda_graphs = !flags.Has("--no-graphs");
   options.backend.n_threads = static_cast<int32_t>(threads);
   options.max_batch_tokens = static_cast<int32_t>(std::max<int64_t>(batch, n_seqs));
-  options.kv_cache_tokens = static_cast<int32_t>(std::max(n_prompt, (n_gen + 2) * n_seqs) + 64 * n_seqs);
+  options.kv_cache_tokens =
+      static_cast<int32_t>(std::max(depth + n_prompt, (depth + n_gen + 2) * n_seqs) + 64 * n_seqs);
   options.kv_type = flags.String("--kv-type", "f16") == "f32" ? GgmlType::kF32 : GgmlType::kF16;
   const auto load_start = Clock::now();
   MEMORIA_ASSIGN_OR_RETURN(std::unique_ptr<Model> model, Model::Load(options, path));
@@ -209,39 +227,43 @@ absl::Status Main(const std::vector<std::string>& args) {
   std::printf("backend: %s  (loaded in %.1f s)\n", model->backend().Describe().c_str(), load_seconds);
   if (options.backend.device == DeviceKind::kCuda) PrintCudaDecodeBound(*model);
   std::printf("\n");
-  std::printf("| %-10s | %12s | %10s |\n", "test", "t/s (median)", "spread");
-  std::printf("|%s|%s|%s|\n", std::string(12, '-').c_str(), std::string(14, '-').c_str(),
+  std::printf("| %-16s | %12s | %10s |\n", "test", "t/s (median)", "spread");
+  std::printf("|%s|%s|%s|\n", std::string(18, '-').c_str(), std::string(14, '-').c_str(),
               std::string(12, '-').c_str());
   auto report = [&](const std::string& name, int64_t tokens, const std::vector<double>& secs) {
     std::vector<double> tps;
     for (double s : secs) tps.push_back(tokens / s);
     auto [lo, hi] = std::minmax_element(tps.begin(), tps.end());
-    std::printf("| %-10s | %12.2f | %4.1f-%4.1f |\n", name.c_str(), Median(tps), *lo, *hi);
+    std::printf("| %-16s | %12.2f | %4.1f-%4.1f |\n", name.c_str(), Median(tps), *lo, *hi);
     std::fflush(stdout);
   };
+  const std::string depth_suffix = depth > 0 ? " @ d" + std::to_string(depth) : "";
   if (n_prompt > 0) {
     std::vector<double> secs;
     for (int64_t r = 0; r < repeats; ++r) {
-      MEMORIA_ASSIGN_OR_RETURN(double s, TimePrompt(*model, static_cast<int32_t>(n_prompt)));
+      MEMORIA_ASSIGN_OR_RETURN(double s, TimePrompt(*model, static_cast<int32_t>(n_prompt),
+                                                     static_cast<int32_t>(depth)));
       secs.push_back(s);
     }
-    report("pp" + std::to_string(n_prompt), n_prompt, secs);
+    report("pp" + std::to_string(n_prompt) + depth_suffix, n_prompt, secs);
   }
   std::shared_ptr<const MemoryView> memory;
   if (memory_refs > 0) memory = RandomMemory(c, static_cast<int32_t>(memory_refs), static_cast<int32_t>(memory_k));
   if (n_gen > 0) {
-    // The CPU bound applies to one sequence without memories: then a step reads the weights and
-    // little else.
+    // The CPU bound applies to one sequence without memories or depth: then a step reads the
+    // weights and little else.
     const int cpu_threads = threads > 0 ? static_cast<int>(threads) : DefaultThreadCount();
     std::unique_ptr<ReadBandwidthProbe> bandwidth;
-    if (options.backend.device == DeviceKind::kCpu && n_seqs == 1 && memory == nullptr) {
+    if (options.backend.device == DeviceKind::kCpu && n_seqs == 1 && memory == nullptr &&
+        depth == 0) {
       bandwidth = std::make_unique<ReadBandwidthProbe>(cpu_threads);
     }
     std::vector<double> secs, bound_fractions, bandwidths;
     const double weight_bytes = WeightBytesPerToken(*model);
     for (int64_t r = 0; r < repeats; ++r) {
       MEMORIA_ASSIGN_OR_RETURN(double s, TimeGeneration(*model, static_cast<int32_t>(n_gen),
-                                                         static_cast<int32_t>(n_seqs), memory));
+                                                         static_cast<int32_t>(n_seqs),
+                                                         static_cast<int32_t>(depth), memory));
       secs.push_back(s);
       if (bandwidth != nullptr) {
         bandwidths.push_back(bandwidth->Measure());
@@ -251,6 +273,7 @@ absl::Status Main(const std::vector<std::string>& args) {
     std::string name = "tg" + std::to_string(n_gen);
     if (n_seqs > 1) name += "x" + std::to_string(n_seqs);
     if (memory != nullptr) name += "+mem" + std::to_string(memory_refs);
+    name += depth_suffix;
     report(name, n_gen * n_seqs, secs);
     if (bandwidth != nullptr) {
       auto [lo, hi] = std::minmax_element(bound_fractions.begin(), bound_fractions.end());
