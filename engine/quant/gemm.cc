@@ -174,4 +174,15 @@ void SiluMulF32(const float* gate, const float* up, float* out, int64_t n) {
   ActiveKernels().silu_mul_f32(gate, up, out, n);
 }
 
+void SoftmaxF32(float* row, int64_t n, float scale) { ActiveKernels().softmax_f32(row, n, scale); }
+
+void AccumulateRowsF32(const float* weights, const float* rows, int64_t n, int64_t dim, float* out) {
+  ActiveKernels().accumulate_rows_f32(weights, rows, n, dim, out);
+}
+
+void AccumulateRowsF16F32(const float* weights, const uint16_t* rows_fp16, int64_t n, int64_t dim,
+                          float* out) {
+  ActiveKernels().accumulate_rows_f16_f32(weights, rows_fp16, n, dim, out);
+}
+
 }  // namespace memoria

@@ -37,6 +37,13 @@ void AxpyF16F32(float alpha, const uint16_t* x_fp16, float* y, int64_t n);  // y
 void Fp32ToFp16Row(const float* x, uint16_t* y, int64_t n);
 // out = silu(gate) * up = gate / (1 + exp(-gate)) * up, elementwise; out may be gate or up.
 void SiluMulF32(const float* gate, const float* up, float* out, int64_t n);
+// row[0:n) = softmax(scale * row[0:n)), in place.
+void SoftmaxF32(float* row, int64_t n, float scale);
+// out[0:dim) += sum over t < n of weights[t] * rows[t * dim : (t + 1) * dim] (attention's values:
+// one KV page of a head at a time).
+void AccumulateRowsF32(const float* weights, const float* rows, int64_t n, int64_t dim, float* out);
+void AccumulateRowsF16F32(const float* weights, const uint16_t* rows_fp16, int64_t n, int64_t dim,
+                          float* out);
 
 }  // namespace memoria
 

@@ -16,13 +16,6 @@ namespace memoria::gemm_internal {
 namespace {
 
 
-inline float Hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 // Sums adjacent s16 pairs into s32.
 inline __m256i PairSum16(__m256i v) { return _mm256_madd_epi16(v, _mm256_set1_epi16(1)); }
 
@@ -634,7 +627,10 @@ const KernelTable& Avx2Kernels() {
                                  AxpyF32,
                                  AxpyF16F32,
                                  Fp32ToFp16Row,
-                                 SiluMulF32};
+                                 SiluMulF32,
+                                 SoftmaxF32,
+                                 AccumulateRows<float>,
+                                 AccumulateRows<uint16_t>};
   return table;
 }
 

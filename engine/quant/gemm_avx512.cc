@@ -641,7 +641,10 @@ const KernelTable& Avx512Kernels() {
                                  AxpyF32,
                                  AxpyF16F32,
                                  Fp32ToFp16Row,
-                                 SiluMulF32};
+                                 SiluMulF32,
+                                 SoftmaxF32,
+                                 AccumulateRows<float>,
+                                 AccumulateRows<uint16_t>};
   return table;
 }
 

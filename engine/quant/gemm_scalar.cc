@@ -156,6 +156,30 @@ void SiluMulF32(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+void SoftmaxF32(float* row, int64_t n, float scale) {
+  float max_score = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) {
+    row[i] *= scale;
+    max_score = row[i] > max_score ? row[i] : max_score;
+  }
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    row[i] = std::exp(row[i] - max_score);
+    sum += row[i];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) row[i] *= inv;
+}
+
+void AccumulateRowsF32(const float* weights, const float* rows, int64_t n, int64_t dim, float* out) {
+  for (int64_t t = 0; t < n; ++t) AxpyF32(weights[t], rows + t * dim, out, dim);
+}
+
+void AccumulateRowsF16F32(const float* weights, const uint16_t* rows, int64_t n, int64_t dim,
+                          float* out) {
+  for (int64_t t = 0; t < n; ++t) AxpyF16F32(weights[t], rows + t * dim, out, dim);
+}
+
 }  // namespace
 
 const KernelTable& ScalarKernels() {
@@ -164,7 +188,8 @@ const KernelTable& ScalarKernels() {
                                  Gemm<DotRowQ6K>,  nullptr,          nullptr,
                                  nullptr,          DotF32,           DotF16F32,
                                  AxpyF32,          AxpyF16F32,       Fp32ToFp16Row,
-                                 SiluMulF32};
+                                 SiluMulF32,       SoftmaxF32,       AccumulateRowsF32,
+                                 AccumulateRowsF16F32};
   return table;
 }
 

@@ -9,6 +9,7 @@
 
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -94,6 +95,104 @@ void SiluMulF32(const float* gate, const float* up, float* out, int64_t n) {
   std::memcpy(u, up + i, (n - i) * sizeof(float));
   _mm256_storeu_ps(o, SiluMul8(_mm256_loadu_ps(g), _mm256_loadu_ps(u)));
   std::memcpy(out + i, o, (n - i) * sizeof(float));
+}
+
+// Up to 8 floats of a row into a vector, zeros after the n-th (n <= 8): tails go through the same
+// arithmetic as whole vectors.
+inline __m256 LoadPartial8(const float* p, int64_t n) {
+  float lanes[8] = {};
+  std::memcpy(lanes, p, n * sizeof(float));
+  return _mm256_loadu_ps(lanes);
+}
+inline void StorePartial8(float* p, __m256 v, int64_t n) {
+  float lanes[8];
+  _mm256_storeu_ps(lanes, v);
+  std::memcpy(p, lanes, n * sizeof(float));
+}
+
+inline float HorizontalMax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+inline float Hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// SoftmaxF32 (gemm.h) for attention's score rows: the scalar path's three passes (scale and
+// max, exp and sum, normalize) eight lanes at a time, exp by ExpNonPositive8.
+void SoftmaxF32(float* row, int64_t n, float scale) {
+  if (n <= 0) return;
+  const __m256 vscale = _mm256_set1_ps(scale);
+  __m256 vmax = _mm256_set1_ps(-INFINITY);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(row + i), vscale);
+    _mm256_storeu_ps(row + i, v);
+    vmax = _mm256_max_ps(vmax, v);
+  }
+  float max_score = HorizontalMax(vmax);
+  for (int64_t j = i; j < n; ++j) {
+    row[j] *= scale;
+    max_score = row[j] > max_score ? row[j] : max_score;
+  }
+  const __m256 shift = _mm256_set1_ps(max_score);
+  __m256 vsum = _mm256_setzero_ps();
+  for (i = 0; i + 8 <= n; i += 8) {
+    const __m256 e = ExpNonPositive8(_mm256_sub_ps(_mm256_loadu_ps(row + i), shift));
+    _mm256_storeu_ps(row + i, e);
+    vsum = _mm256_add_ps(vsum, e);
+  }
+  if (i < n) {
+    const __m256 tail = ExpNonPositive8(_mm256_sub_ps(LoadPartial8(row + i, n - i), shift));
+    StorePartial8(row + i, tail, n - i);
+    vsum = _mm256_add_ps(vsum, LoadPartial8(row + i, n - i));  // the row's lanes only
+  }
+  const __m256 inv = _mm256_set1_ps(1.0f / Hsum(vsum));
+  for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(row + i, _mm256_mul_ps(_mm256_loadu_ps(row + i), inv));
+  if (i < n) StorePartial8(row + i, _mm256_mul_ps(LoadPartial8(row + i, n - i), inv), n - i);
+}
+
+inline __m256 Load8AsF32(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 Load8AsF32(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline float LoadAsF32(float v) { return v; }
+inline float LoadAsF32(uint16_t h) { return _cvtsh_ss(h); }
+
+// AccumulateRowsF32 / AccumulateRowsF16F32 (gemm.h): 64 output columns stay in 8 registers while
+// every row adds its part, instead of one load and store of the output per row and column as a
+// row-by-row axpy does (which took more time than the rest of attention at depth 1024).
+template <class T>
+void AccumulateRows(const float* weights, const T* rows, int64_t n, int64_t dim, float* out) {
+  constexpr int kVectors = 8;
+  int64_t c = 0;
+  for (; c + 8 * kVectors <= dim; c += 8 * kVectors) {
+    __m256 acc[kVectors];
+    for (int j = 0; j < kVectors; ++j) acc[j] = _mm256_loadu_ps(out + c + 8 * j);
+    for (int64_t t = 0; t < n; ++t) {
+      const __m256 w = _mm256_set1_ps(weights[t]);
+      const T* row = rows + t * dim + c;
+      for (int j = 0; j < kVectors; ++j) acc[j] = _mm256_fmadd_ps(w, Load8AsF32(row + 8 * j), acc[j]);
+    }
+    for (int j = 0; j < kVectors; ++j) _mm256_storeu_ps(out + c + 8 * j, acc[j]);
+  }
+  for (; c + 8 <= dim; c += 8) {
+    __m256 acc = _mm256_loadu_ps(out + c);
+    for (int64_t t = 0; t < n; ++t) {
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(weights[t]), Load8AsF32(rows + t * dim + c), acc);
+    }
+    _mm256_storeu_ps(out + c, acc);
+  }
+  for (; c < dim; ++c) {
+    float sum = out[c];
+    for (int64_t t = 0; t < n; ++t) sum += weights[t] * LoadAsF32(rows[t * dim + c]);
+    out[c] = sum;
+  }
 }
 
 // Decode streams each weight row once from memory. The hardware prefetcher alone leaves too

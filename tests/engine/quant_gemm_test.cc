@@ -264,6 +264,63 @@ TEST_P(VectorHelpersTest, SiluMul) {
   }
 }
 
+TEST_P(VectorHelpersTest, Softmax) {
+  std::mt19937 rng(29);
+  for (int64_t n : {1, 2, 7, 8, 9, 16, 31, 100, 1027}) {
+    SCOPED_TRACE(::testing::Message() << "n=" << n);
+    std::vector<float> row = Gaussian(n, &rng);
+    for (float& v : row) v *= 40;  // scores far apart: most weights underflow to ~0
+    if (n > 3) row[3] = row[0];    // a tie at the max or elsewhere
+    const float scale = 0.125f;
+    double max_score = -INFINITY, sum = 0;
+    for (float v : row) max_score = std::max(max_score, static_cast<double>(v) * scale);
+    for (float v : row) sum += std::exp(static_cast<double>(v) * scale - max_score);
+    std::vector<float> got = row;
+    got.push_back(kUntouched);
+    SoftmaxF32(got.data(), n, scale);
+    double total = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double arg = static_cast<double>(row[i]) * scale - max_score;
+      const double want = std::exp(arg) / sum;
+      // Both paths round the argument to float: exp's relative error grows with |arg| by 2^-24.
+      EXPECT_NEAR(got[i], want, want * (1e-6 + 1.2e-7 * std::fabs(arg)) + 1e-37) << "i=" << i;
+      total += got[i];
+    }
+    EXPECT_NEAR(total, 1.0, 1e-6);
+    EXPECT_EQ(got[n], kUntouched);
+  }
+}
+
+TEST_P(VectorHelpersTest, AccumulateRows) {
+  std::mt19937 rng(31);
+  for (int64_t dim : {1, 8, 24, 64, 72, 128, 130}) {
+    for (int64_t n : {0, 1, 3, 16}) {
+      SCOPED_TRACE(::testing::Message() << "dim=" << dim << " n=" << n);
+      const std::vector<float> weights = Gaussian(n, &rng), rows = Gaussian(n * dim, &rng),
+                               out0 = Gaussian(dim, &rng);
+      std::vector<uint16_t> rows16(n * dim);
+      for (size_t i = 0; i < rows16.size(); ++i) rows16[i] = Fp32ToFp16(rows[i]);
+      std::vector<float> out = out0, out16 = out0;
+      out.push_back(kUntouched);
+      out16.push_back(kUntouched);
+      AccumulateRowsF32(weights.data(), rows.data(), n, dim, out.data());
+      AccumulateRowsF16F32(weights.data(), rows16.data(), n, dim, out16.data());
+      for (int64_t c = 0; c < dim; ++c) {
+        double want = out0[c], want16 = out0[c], magnitude = std::fabs(out0[c]);
+        for (int64_t t = 0; t < n; ++t) {
+          want += static_cast<double>(weights[t]) * rows[t * dim + c];
+          want16 += static_cast<double>(weights[t]) * Fp16ToFp32(rows16[t * dim + c]);
+          magnitude += std::fabs(static_cast<double>(weights[t]) * rows[t * dim + c]);
+        }
+        EXPECT_NEAR(out[c], want, 1e-6 * magnitude);
+        EXPECT_NEAR(out16[c], want16, 1e-6 * magnitude);
+      }
+      EXPECT_EQ(out[dim], kUntouched);
+      EXPECT_EQ(out16[dim], kUntouched);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Paths, VectorHelpersTest,
                          ::testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512),
                          [](const ::testing::TestParamInfo<CpuIsa>& info) {

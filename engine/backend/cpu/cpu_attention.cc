@@ -135,18 +135,7 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
     for (int64_t q = 0; q < nq; ++q) {
       float* row = scores.data() + q * stride;
       const int32_t n_visible = n_mem + first_last + static_cast<int32_t>(q) + 1;
-      float max_score = -INFINITY;
-      for (int32_t i = 0; i < n_visible; ++i) {
-        row[i] *= scale;
-        max_score = std::max(max_score, row[i]);
-      }
-      double sum = 0;
-      for (int32_t i = 0; i < n_visible; ++i) {
-        row[i] = std::exp(row[i] - max_score);
-        sum += row[i];
-      }
-      const float inv = static_cast<float>(1.0 / sum);
-      for (int32_t i = 0; i < n_visible; ++i) row[i] *= inv;
+      SoftmaxF32(row, n_visible, scale);
       float* o = const_cast<float*>(RowF32(*out, r0 + q)) + h * hd;
       std::fill(o, o + hd, 0.0f);
       for (int32_t m = 0; m < n_mem; ++m) {
@@ -157,21 +146,25 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
         }
       }
     }
-    // values: each context row read once, added to every query that sees it (f16 rows are
-    // widened inside the SIMD axpy, which costs less than a separate conversion)
-    for (int32_t t = 0; t < n_ctx; ++t) {
-      const int32_t page = seq.pages[t / kv_.page_size];
-      const uint8_t* v =
-          vc + ((static_cast<size_t>(page) * n_kv + g) * kv_.page_size + t % kv_.page_size) * head_bytes;
-      for (int64_t q = std::max<int64_t>(0, t - first_last); q < nq; ++q) {
-        const float a = scores[q * stride + n_mem + t];
-        float* o = const_cast<float*>(RowF32(*out, r0 + q)) + h * hd;
+    // values: a page of a head's value rows (contiguous) at a time, with each query's output
+    // kept in registers across the page (f16 rows widened as they are loaded); the page stays in
+    // cache for the queries after the first
+    for (int64_t q = 0; q < nq; ++q) {
+      const int32_t n_visible = first_last + static_cast<int32_t>(q) + 1;
+      const float* weights = scores.data() + q * stride + n_mem;
+      float* o = const_cast<float*>(RowF32(*out, r0 + q)) + h * hd;
+      for (int32_t t0 = 0; t0 < n_visible; t0 += kv_.page_size) {
+        const int32_t page = seq.pages[t0 / kv_.page_size];
+        const uint8_t* v = vc + (static_cast<size_t>(page) * n_kv + g) * kv_.page_size * head_bytes;
+        const int32_t n = std::min(kv_.page_size, n_visible - t0);
         if (f16) {
-          AxpyF16F32(a, reinterpret_cast<const uint16_t*>(v), o, hd);
+          AccumulateRowsF16F32(weights + t0, reinterpret_cast<const uint16_t*>(v), n, hd, o);
         } else {
-          AxpyF32(a, reinterpret_cast<const float*>(v), o, hd);
+          AccumulateRowsF32(weights + t0, reinterpret_cast<const float*>(v), n, hd, o);
         }
-        if (mass_row != nullptr && t >= seq.n_cached) mass_row[t - seq.n_cached] += a;
+      }
+      if (mass_row != nullptr) {
+        for (int32_t t = seq.n_cached; t < n_visible; ++t) mass_row[t - seq.n_cached] += weights[t];
       }
     }
   };
