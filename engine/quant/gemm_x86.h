@@ -69,6 +69,19 @@ inline __m256 ExpNonPositive8(__m256 x) {
   return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, _mm256_castsi256_ps(two_n)));
 }
 
+// Up to 8 floats of a row into a vector, zeros after the n-th (n <= 8): tails go through the same
+// arithmetic as whole vectors.
+inline __m256 LoadPartial8(const float* p, int64_t n) {
+  float lanes[8] = {};
+  std::memcpy(lanes, p, n * sizeof(float));
+  return _mm256_loadu_ps(lanes);
+}
+inline void StorePartial8(float* p, __m256 v, int64_t n) {
+  float lanes[8];
+  _mm256_storeu_ps(lanes, v);
+  std::memcpy(p, lanes, n * sizeof(float));
+}
+
 // silu(g) * u = g * sigmoid(g) * u, with e = exp(-|g|) <= 1: sigmoid is 1 / (1 + e) for g >= 0
 // and e / (1 + e) below, so nothing overflows and silu reaches its limits, g and 0, exactly.
 inline __m256 SiluMul8(__m256 gate, __m256 up) {
@@ -88,29 +101,13 @@ void SiluMulF32(const float* gate, const float* up, float* out, int64_t n) {
   for (; i + 8 <= n; i += 8) {
     _mm256_storeu_ps(out + i, SiluMul8(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
   }
-  if (i == n) return;
-  // The tail through the same arithmetic, so no element depends on where a row ends.
-  float g[8] = {}, u[8] = {}, o[8];
-  std::memcpy(g, gate + i, (n - i) * sizeof(float));
-  std::memcpy(u, up + i, (n - i) * sizeof(float));
-  _mm256_storeu_ps(o, SiluMul8(_mm256_loadu_ps(g), _mm256_loadu_ps(u)));
-  std::memcpy(out + i, o, (n - i) * sizeof(float));
+  if (i < n) {
+    StorePartial8(out + i, SiluMul8(LoadPartial8(gate + i, n - i), LoadPartial8(up + i, n - i)),
+                  n - i);
+  }
 }
 
-// Up to 8 floats of a row into a vector, zeros after the n-th (n <= 8): tails go through the same
-// arithmetic as whole vectors.
-inline __m256 LoadPartial8(const float* p, int64_t n) {
-  float lanes[8] = {};
-  std::memcpy(lanes, p, n * sizeof(float));
-  return _mm256_loadu_ps(lanes);
-}
-inline void StorePartial8(float* p, __m256 v, int64_t n) {
-  float lanes[8];
-  _mm256_storeu_ps(lanes, v);
-  std::memcpy(p, lanes, n * sizeof(float));
-}
-
-inline float HorizontalMax(__m256 v) {
+inline float Hmax(__m256 v) {
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   m = _mm_max_ps(m, _mm_movehl_ps(m, m));
   m = _mm_max_ss(m, _mm_movehdup_ps(m));
@@ -135,7 +132,7 @@ void SoftmaxF32(float* row, int64_t n, float scale) {
     _mm256_storeu_ps(row + i, v);
     vmax = _mm256_max_ps(vmax, v);
   }
-  float max_score = HorizontalMax(vmax);
+  float max_score = Hmax(vmax);
   for (int64_t j = i; j < n; ++j) {
     row[j] *= scale;
     max_score = row[j] > max_score ? row[j] : max_score;
