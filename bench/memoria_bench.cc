@@ -2,7 +2,7 @@
 //   ppN: N prompt tokens in one sequence, fed in max_batch_tokens chunks, from an empty cache.
 //   tgN: N tokens decoded one at a time from an empty cache (after one warm-up token).
 //   With --seqs S > 1, tgN also runs S sequences decoding together (tokens/s counts all of them).
-//   With -d D > 0, both start from a cache already holding D tokens (llama-bench's -d: "@dD"),
+//   With -d D > 0, both start from a cache already holding D tokens (llama-bench's -d: "@ dD"),
 //   which is where attention's share of a step shows.
 //   With --memory-refs R > 0, every decoding sequence attends to R references of --memory-k
 //   entries per memory layer (the first half) and KV head, random f16 K/V in stable pages, with

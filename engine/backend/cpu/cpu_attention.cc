@@ -99,7 +99,8 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
   // A block of query rows [r0, r1) of one sequence and one head: each row attends to
   // [memory entries] + [its causal context] in one softmax. Scores against the cache come from
   // the GEMM kernel one page at a time (each key is read once for the whole block, queries
-  // converted to the cache's type as the kernels expect); each value row is read once too.
+  // converted to the cache's type as the kernels expect); values are summed a page at a time
+  // per query row (below).
   const size_t q_row_bytes = GgmlRowBytes(kv_.type, hd);
   const Tensor& q_rot = q;  // the loops below use q for a row index
   auto attend_block = [&](int32_t s, int32_t h, int64_t r0, int64_t r1, float* mass_row) {
