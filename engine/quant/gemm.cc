@@ -117,10 +117,12 @@ void ConvertActivationRow(GgmlType dot_type, const float* x, void* out, int64_t 
     case GgmlType::kF16:
       return ActiveKernels().fp32_to_fp16_row(x, static_cast<uint16_t*>(out), k);
     case GgmlType::kBF16:
-    case GgmlType::kQ8_0:
-    case GgmlType::kQ8_K:
-      // The scalar quantizers are the only ones, so every kernel path sees the same activations.
       return QuantizeRow(dot_type, x, out, k);
+    // Each path's quantizer writes QuantizeRow's bytes, so every path sees the same activations.
+    case GgmlType::kQ8_0:
+      return ActiveKernels().quantize_row_q8_0(x, out, k);
+    case GgmlType::kQ8_K:
+      return ActiveKernels().quantize_row_q8_k(x, out, k);
     default:
       DieUnsupportedType("ConvertActivationRow", dot_type);
   }

@@ -633,7 +633,9 @@ const KernelTable& Avx2Kernels() {
                                  SiluMulF32,
                                  SoftmaxF32,
                                  AccumulateRows<float>,
-                                 AccumulateRows<uint16_t>};
+                                 AccumulateRows<uint16_t>,
+                                 QuantizeRowQ8_0,
+                                 QuantizeRowQ8K};
   return table;
 }
 

@@ -44,6 +44,9 @@ struct KernelTable {
                               float* out);
   void (*accumulate_rows_f16_f32)(const float* weights, const uint16_t* rows, int64_t n,
                                   int64_t dim, float* out);
+  // Activation rows to Q8_0 / Q8_K blocks, every byte as QuantizeRow (quant.h) writes it.
+  void (*quantize_row_q8_0)(const float* x, void* out, int64_t k);
+  void (*quantize_row_q8_k)(const float* x, void* out, int64_t k);
 };
 
 const KernelTable& ScalarKernels();

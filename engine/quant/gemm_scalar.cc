@@ -6,6 +6,7 @@
 #include "engine/quant/blocks.h"
 #include "engine/quant/fp16.h"
 #include "engine/quant/gemm_internal.h"
+#include "engine/quant/quant.h"
 #include "engine/quant/quant_internal.h"
 
 namespace memoria::gemm_internal {
@@ -180,6 +181,9 @@ void AccumulateRowsF16F32(const float* weights, const uint16_t* rows, int64_t n,
   for (int64_t t = 0; t < n; ++t) AxpyF16F32(weights[t], rows + t * dim, out, dim);
 }
 
+void QuantizeRowQ8_0(const float* x, void* out, int64_t k) { QuantizeRow(GgmlType::kQ8_0, x, out, k); }
+void QuantizeRowQ8K(const float* x, void* out, int64_t k) { QuantizeRow(GgmlType::kQ8_K, x, out, k); }
+
 }  // namespace
 
 const KernelTable& ScalarKernels() {
@@ -189,7 +193,7 @@ const KernelTable& ScalarKernels() {
                                  nullptr,          DotF32,           DotF16F32,
                                  AxpyF32,          AxpyF16F32,       Fp32ToFp16Row,
                                  SiluMulF32,       SoftmaxF32,       AccumulateRowsF32,
-                                 AccumulateRowsF16F32};
+                                 AccumulateRowsF16F32, QuantizeRowQ8_0, QuantizeRowQ8K};
   return table;
 }
 

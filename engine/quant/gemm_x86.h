@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "engine/quant/blocks.h"
+#include "engine/quant/fp16.h"
 #include "engine/quant/gemm_internal.h"
 
 namespace memoria::gemm_internal {
@@ -189,6 +190,68 @@ void AccumulateRows(const float* weights, const T* rows, int64_t n, int64_t dim,
     float sum = out[c];
     for (int64_t t = 0; t < n; ++t) sum += weights[t] * LoadAsF32(rows[t * dim + c]);
     out[c] = sum;
+  }
+}
+
+// ---- activation quantizers (QuantizeRow's Q8_0 and Q8_K, byte for byte) ----
+//
+// The same operations as the scalar quantizers, eight lanes at a time: |x| maxima are exact,
+// x * (127 / amax) is one IEEE product either way, and vcvtps2dq rounds to nearest even as
+// lrintf does in the default mode. (Non-finite inputs, which leave every quant of their block
+// meaningless, may give other bytes.)
+
+inline float AbsMax(const float* x, int64_t n) {  // n a multiple of 8
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 m = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n; i += 8) {
+    m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), magnitude), m);
+  }
+  return Hmax(m);
+}
+
+// 32 floats times `scale`, rounded, in order as 32 bytes clamped to [-127, 127].
+inline __m256i QuantizeScaled32(const float* x, __m256 scale) {
+  __m256i q[4];
+  for (int j = 0; j < 4; ++j) q[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * j), scale));
+  // The packs work within 128-bit lanes, leaving the 4-byte runs in the order 0 2 4 6 1 3 5 7.
+  const __m256i packed =
+      _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+  const __m256i ordered =
+      _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  return _mm256_max_epi8(ordered, _mm256_set1_epi8(-127));
+}
+
+void QuantizeRowQ8_0(const float* x, void* out, int64_t k) {
+  auto* blocks = static_cast<BlockQ8_0*>(out);
+  for (int64_t i = 0; i < k / kQK8_0; ++i) {
+    const float* xb = x + i * kQK8_0;
+    const float amax = AbsMax(xb, kQK8_0);
+    blocks[i].d = Fp32ToFp16(amax / 127);  // out of line in fp16.cc, portable code
+    const float scale = amax > 0 ? 127 / amax : 0;
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(blocks[i].qs),
+                        QuantizeScaled32(xb, _mm256_set1_ps(scale)));
+  }
+}
+
+void QuantizeRowQ8K(const float* x, void* out, int64_t k) {
+  auto* blocks = static_cast<BlockQ8_K*>(out);
+  const __m256i bias = _mm256_set1_epi8(-128);
+  for (int64_t i = 0; i < k / kQK_K; ++i) {
+    const float* xb = x + i * kQK_K;
+    BlockQ8_K& b = blocks[i];
+    const float amax = AbsMax(xb, kQK_K);
+    const float scale = amax > 0 ? 127 / amax : 0;
+    b.d = amax > 0 ? 1 / scale : 0;
+    for (int c = 0; c < kQK_K / 32; ++c) {
+      const __m256i q = QuantizeScaled32(xb + 32 * c, _mm256_set1_ps(scale));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(b.qs + 32 * c), q);
+      // Sums of each 16 quants: unsigned sums of q + 128 per 8 bytes, the two halves of each
+      // 128-bit lane added, less 16 x 128.
+      const __m256i sums8 = _mm256_sad_epu8(_mm256_xor_si256(q, bias), _mm256_setzero_si256());
+      const __m256i sums16 = _mm256_add_epi64(sums8, _mm256_srli_si256(sums8, 8));
+      b.bsums[2 * c] = static_cast<int16_t>(_mm256_extract_epi32(sums16, 0) - 16 * 128);
+      b.bsums[2 * c + 1] = static_cast<int16_t>(_mm256_extract_epi32(sums16, 4) - 16 * 128);
+    }
   }
 }
 

@@ -321,6 +321,30 @@ TEST_P(VectorHelpersTest, AccumulateRows) {
   }
 }
 
+// Activations quantize to the bytes of QuantizeRow on every path (the dot kernels of all paths
+// then see the same values). Blocks of ordinary values, of ties (amax 127 makes the scale 1, so
+// k + 0.5 must round to even), of zeros, of one outlier, of tiny and huge magnitudes.
+TEST_P(VectorHelpersTest, QuantizeActivationsAsQuantizeRow) {
+  std::mt19937 rng(31);
+  for (const GgmlType type : {GgmlType::kQ8_0, GgmlType::kQ8_K}) {
+    for (int64_t k : {256, 512, 1536}) {
+      SCOPED_TRACE(::testing::Message() << TraitsOf(type).name << " k=" << k);
+      std::vector<float> x = Gaussian(k, &rng);
+      for (int64_t i = 0; i < 32; ++i) x[i] = i == 0 ? 127.0f : static_cast<float>(i % 19) - 9.5f;
+      for (int64_t i = 32; i < 64; ++i) x[i] = 0.0f;
+      for (int64_t i = 64; i < 96; ++i) x[i] = i == 70 ? -1e4f : 1e-3f * x[i];
+      for (int64_t i = 96; i < 128; ++i) x[i] *= 1e-30f;
+      for (int64_t i = 128; i < 160; ++i) x[i] *= 1e30f;
+      const size_t bytes = GgmlRowBytes(type, k);
+      std::vector<uint8_t> want(bytes), got(bytes + 1, 0xa5);
+      QuantizeRow(type, x.data(), want.data(), k);
+      ConvertActivationRow(type, x.data(), got.data(), k);
+      for (size_t i = 0; i < bytes; ++i) ASSERT_EQ(got[i], want[i]) << "byte " << i;
+      EXPECT_EQ(got[bytes], 0xa5);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Paths, VectorHelpersTest,
                          ::testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512),
                          [](const ::testing::TestParamInfo<CpuIsa>& info) {
