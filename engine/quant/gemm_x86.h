@@ -1,11 +1,12 @@
 #ifndef MEMORIA_ENGINE_QUANT_GEMM_X86_H_
 #define MEMORIA_ENGINE_QUANT_GEMM_X86_H_
 
-// Helpers, the 256-bit float helpers of the kernel table (exp, SiLU, softmax, value sums) and the
-// interleaved-weights driver shared by the x86 SIMD kernel files (gemm_avx2.cc, gemm_avx512.cc). Each of those files is compiled with its own -m flags, so these stay in an
-// unnamed namespace: every file gets its own copy built for its instruction set, and no inline
-// function is shared across them (which would let the linker pick the AVX-512 build for the AVX2
-// path).
+// Helpers, the 256-bit float helpers of the kernel table (exp, SiLU, softmax, value sums), the
+// activation quantizers and the interleaved-weights driver shared by the x86 SIMD kernel files
+// (gemm_avx2.cc, gemm_avx512.cc). Each of those files is compiled with its own -m flags, so these
+// stay in an unnamed namespace: every file gets its own copy built for its instruction set, and
+// no inline function is shared across them (which would let the linker pick the AVX-512 build
+// for the AVX2 path).
 
 #include <immintrin.h>
 
