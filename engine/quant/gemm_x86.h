@@ -213,7 +213,9 @@ inline float AbsMax(const float* x, int64_t n) {  // n a multiple of 8
 // 32 floats times `scale`, rounded, in order as 32 bytes clamped to [-127, 127].
 inline __m256i QuantizeScaled32(const float* x, __m256 scale) {
   __m256i q[4];
-  for (int j = 0; j < 4; ++j) q[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * j), scale));
+  for (int j = 0; j < 4; ++j) {
+    q[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * j), scale));
+  }
   // The packs work within 128-bit lanes, leaving the 4-byte runs in the order 0 2 4 6 1 3 5 7.
   const __m256i packed =
       _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -322,19 +323,21 @@ TEST_P(VectorHelpersTest, AccumulateRows) {
 }
 
 // Activations quantize to the bytes of QuantizeRow on every path (the dot kernels of all paths
-// then see the same values). Blocks of ordinary values, of ties (amax 127 makes the scale 1, so
-// k + 0.5 must round to even), of zeros, of one outlier, of tiny and huge magnitudes.
+// then see the same values). Besides Gaussian blocks, one block each of ties (amax 127 makes the
+// scale 1, so k + 0.5 must round to even), zeros, one outlier, tiny and huge magnitudes.
 TEST_P(VectorHelpersTest, QuantizeActivationsAsQuantizeRow) {
   std::mt19937 rng(31);
   for (const GgmlType type : {GgmlType::kQ8_0, GgmlType::kQ8_K}) {
-    for (int64_t k : {256, 512, 1536}) {
+    const int64_t block = type == GgmlType::kQ8_0 ? kQK8_0 : kQK_K;
+    for (int64_t k : {1536, 2048}) {
       SCOPED_TRACE(::testing::Message() << TraitsOf(type).name << " k=" << k);
       std::vector<float> x = Gaussian(k, &rng);
-      for (int64_t i = 0; i < 32; ++i) x[i] = i == 0 ? 127.0f : static_cast<float>(i % 19) - 9.5f;
-      for (int64_t i = 32; i < 64; ++i) x[i] = 0.0f;
-      for (int64_t i = 64; i < 96; ++i) x[i] = i == 70 ? -1e4f : 1e-3f * x[i];
-      for (int64_t i = 96; i < 128; ++i) x[i] *= 1e-30f;
-      for (int64_t i = 128; i < 160; ++i) x[i] *= 1e30f;
+      float* ties = x.data();
+      for (int64_t i = 0; i < block; ++i) ties[i] = i == 0 ? 127.0f : static_cast<float>(i % 19) - 9.5f;
+      std::fill(x.data() + block, x.data() + 2 * block, 0.0f);
+      x[2 * block + 6] = -1e4f;
+      for (int64_t i = 3 * block; i < 4 * block; ++i) x[i] *= 1e-30f;
+      for (int64_t i = 4 * block; i < 5 * block; ++i) x[i] *= 1e30f;
       const size_t bytes = GgmlRowBytes(type, k);
       std::vector<uint8_t> want(bytes), got(bytes + 1, 0xa5);
       QuantizeRow(type, x.data(), want.data(), k);
