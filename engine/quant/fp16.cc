@@ -30,7 +30,9 @@ float Fp16ToFp32(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
   const uint32_t exp = (h >> 10) & 0x1f;
   uint32_t mant = h & 0x3ff;
-  if (exp == 0x1f) return BitsFloat(sign | 0x7f800000 | (mant << 13));  // inf, NaN payload kept
+  if (exp == 0x1f) {  // inf; a NaN is quieted with its payload kept, as F16C's vcvtph2ps does
+    return BitsFloat(sign | 0x7f800000 | (mant != 0 ? 0x400000 : 0) | (mant << 13));
+  }
   if (exp != 0) return BitsFloat(sign | ((exp + 112) << 23) | (mant << 13));
   if (mant == 0) return BitsFloat(sign);
   // Subnormal half: normalize into a float exponent.

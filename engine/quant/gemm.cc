@@ -172,6 +172,10 @@ void Fp32ToFp16Row(const float* x, uint16_t* y, int64_t n) {
   ActiveKernels().fp32_to_fp16_row(x, y, n);
 }
 
+void Fp16ToFp32Row(const uint16_t* x, float* y, int64_t n) {
+  ActiveKernels().fp16_to_fp32_row(x, y, n);
+}
+
 void SiluMulF32(const float* gate, const float* up, float* out, int64_t n) {
   ActiveKernels().silu_mul_f32(gate, up, out, n);
 }

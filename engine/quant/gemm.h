@@ -35,6 +35,7 @@ float DotF16F32(const uint16_t* a_fp16, const float* b, int64_t n);
 void AxpyF32(float alpha, const float* x, float* y, int64_t n);           // y += alpha * x
 void AxpyF16F32(float alpha, const uint16_t* x_fp16, float* y, int64_t n);  // y += alpha * x
 void Fp32ToFp16Row(const float* x, uint16_t* y, int64_t n);
+void Fp16ToFp32Row(const uint16_t* x, float* y, int64_t n);  // exact
 // out = silu(gate) * up = gate / (1 + exp(-gate)) * up, elementwise; out may be gate or up.
 void SiluMulF32(const float* gate, const float* up, float* out, int64_t n);
 // row[0:n) = softmax(scale * row[0:n)), in place.

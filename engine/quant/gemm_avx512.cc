@@ -641,6 +641,7 @@ const KernelTable& Avx512Kernels() {
                                  AxpyF32,
                                  AxpyF16F32,
                                  Fp32ToFp16Row,
+                                 Fp16ToFp32Row,
                                  SiluMulF32,
                                  SoftmaxF32,
                                  AccumulateRows<float>,

@@ -38,6 +38,7 @@ struct KernelTable {
   void (*axpy_f32)(float alpha, const float* x, float* y, int64_t n);
   void (*axpy_f16_f32)(float alpha, const uint16_t* x, float* y, int64_t n);
   void (*fp32_to_fp16_row)(const float* x, uint16_t* y, int64_t n);
+  void (*fp16_to_fp32_row)(const uint16_t* x, float* y, int64_t n);
   void (*silu_mul_f32)(const float* gate, const float* up, float* out, int64_t n);
   void (*softmax_f32)(float* row, int64_t n, float scale);
   void (*accumulate_rows_f32)(const float* weights, const float* rows, int64_t n, int64_t dim,

@@ -153,6 +153,10 @@ void Fp32ToFp16Row(const float* x, uint16_t* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = Fp32ToFp16(x[i]);
 }
 
+void Fp16ToFp32Row(const uint16_t* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = Fp16ToFp32(x[i]);
+}
+
 void SiluMulF32(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
@@ -187,13 +191,14 @@ void QuantizeRowQ8K(const float* x, void* out, int64_t k) { QuantizeRow(GgmlType
 }  // namespace
 
 const KernelTable& ScalarKernels() {
-  static const KernelTable table{Gemm<DotRowF32>,  Gemm<DotRowF16>,  Gemm<DotRowBf16>,
-                                 Gemm<DotRowQ8_0>, Gemm<DotRowQ4_0>, Gemm<DotRowQ4K>,
-                                 Gemm<DotRowQ6K>,  nullptr,          nullptr,
-                                 nullptr,          DotF32,           DotF16F32,
-                                 AxpyF32,          AxpyF16F32,       Fp32ToFp16Row,
-                                 SiluMulF32,       SoftmaxF32,       AccumulateRowsF32,
-                                 AccumulateRowsF16F32, QuantizeRowQ8_0, QuantizeRowQ8K};
+  static const KernelTable table{Gemm<DotRowF32>,     Gemm<DotRowF16>,      Gemm<DotRowBf16>,
+                                 Gemm<DotRowQ8_0>,    Gemm<DotRowQ4_0>,     Gemm<DotRowQ4K>,
+                                 Gemm<DotRowQ6K>,     nullptr,              nullptr,
+                                 nullptr,             DotF32,               DotF16F32,
+                                 AxpyF32,             AxpyF16F32,           Fp32ToFp16Row,
+                                 Fp16ToFp32Row,       SiluMulF32,           SoftmaxF32,
+                                 AccumulateRowsF32,   AccumulateRowsF16F32, QuantizeRowQ8_0,
+                                 QuantizeRowQ8K};
   return table;
 }
 

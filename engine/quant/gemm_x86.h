@@ -194,6 +194,16 @@ void AccumulateRows(const float* weights, const T* rows, int64_t n, int64_t dim,
   }
 }
 
+// Fp16ToFp32Row (gemm.h): every half converts exactly, so F16C and the portable code agree.
+void Fp16ToFp32Row(const uint16_t* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i));
+    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(h));
+  }
+  for (; i < n; ++i) y[i] = _cvtsh_ss(x[i]);
+}
+
 // ---- activation quantizers (QuantizeRow's Q8_0 and Q8_K, byte for byte) ----
 //
 // The same operations as the scalar quantizers, eight lanes at a time: |x| maxima are exact,

@@ -131,6 +131,24 @@ TEST(Fp16Test, RowConversionMatchesScalarOnEveryPath) {
   SetCpuIsaForTesting(DetectedCpuIsa());
 }
 
+// Every half, on every path, widens to the portable conversion's float (bit for bit; NaNs keep
+// their payload), including the tail after the last whole vector.
+TEST(Fp16Test, RowWideningMatchesScalarOnEveryPath) {
+  std::vector<uint16_t> x(0x10000 + 3);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<uint16_t>(i);
+  for (int isa = 0; isa <= static_cast<int>(DetectedCpuIsa()); ++isa) {
+    SetCpuIsaForTesting(static_cast<CpuIsa>(isa));
+    std::vector<float> got(x.size() + 1, 1234.5f);
+    Fp16ToFp32Row(x.data(), got.data(), static_cast<int64_t>(x.size()));
+    for (size_t i = 0; i < x.size(); ++i) {
+      ASSERT_EQ(ToBits(got[i]), ToBits(Fp16ToFp32(x[i])))
+          << CpuIsaName(static_cast<CpuIsa>(isa)) << " half " << std::hex << x[i];
+    }
+    EXPECT_EQ(got[x.size()], 1234.5f) << "wrote past the end";
+  }
+  SetCpuIsaForTesting(DetectedCpuIsa());
+}
+
 TEST(Bf16Test, EveryBf16ConvertsBack) {
   for (uint32_t h = 0; h < 0x10000; ++h) {
     const float f = Bf16ToFp32(static_cast<uint16_t>(h));

@@ -5,7 +5,6 @@
 #include <vector>
 
 #include "engine/backend/cpu/cpu_backend.h"
-#include "engine/quant/fp16.h"
 #include "engine/quant/gemm.h"
 
 namespace memoria {
@@ -15,13 +14,17 @@ inline const float* RowF32(const Tensor& t, int64_t r) {
   return reinterpret_cast<const float*>(static_cast<const char*>(t.data) + r * t.row_bytes);
 }
 
-// Memory entries of one (sequence, KV head) flattened for the kernel: keys as f32 (rotated when
-// the view asks for it), values left in their page.
+// Memory entries of one (sequence, KV head) flattened for the kernels: keys as f32 rows (rotated
+// when the view asks for it), values left in their pages, one run of rows per MemoryEntries.
 struct PreparedMemory {
+  struct ValueRows {
+    const void* rows;  // count x head_dim
+    int32_t count;
+    bool f16;
+  };
+  int32_t count = 0;
   std::vector<float> keys;  // count x head_dim
-  std::vector<const void*> values;
-  std::vector<bool> values_f16;
-  int32_t count() const { return static_cast<int32_t>(values.size()); }
+  std::vector<ValueRows> values;
 };
 
 }  // namespace
@@ -77,21 +80,21 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
       const MemoryView* view = plan_->sequences[s].memory;
       if (view == nullptr) return;
       PreparedMemory& pm = memory[task];
+      for (const MemoryEntries& e : view->Entries(layer, g)) pm.count += e.count;
+      pm.keys.resize(static_cast<size_t>(pm.count) * hd);
+      float* key = pm.keys.data();
       for (const MemoryEntries& e : view->Entries(layer, g)) {
-        const size_t elem = e.type == GgmlType::kF16 ? 2 : 4;
-        for (int32_t m = 0; m < e.count; ++m) {
-          const char* key = static_cast<const char*>(e.keys) + m * hd * elem;
-          size_t at = pm.keys.size();
-          pm.keys.resize(at + hd);
-          for (int32_t d = 0; d < hd; ++d) {
-            pm.keys[at + d] = e.type == GgmlType::kF16
-                                  ? Fp16ToFp32(reinterpret_cast<const uint16_t*>(key)[d])
-                                  : reinterpret_cast<const float*>(key)[d];
-          }
-          if (view->rotation() == MemoryRotation::kStoredPositions) RotateHead(&pm.keys[at], e.positions[m]);
-          pm.values.push_back(static_cast<const char*>(e.values) + m * hd * elem);
-          pm.values_f16.push_back(e.type == GgmlType::kF16);
+        const bool f16_entries = e.type == GgmlType::kF16;
+        if (f16_entries) {
+          Fp16ToFp32Row(static_cast<const uint16_t*>(e.keys), key, static_cast<int64_t>(e.count) * hd);
+        } else {
+          std::memcpy(key, e.keys, static_cast<size_t>(e.count) * hd * sizeof(float));
         }
+        if (view->rotation() == MemoryRotation::kStoredPositions) {
+          for (int32_t m = 0; m < e.count; ++m) RotateHead(key + static_cast<size_t>(m) * hd, e.positions[m]);
+        }
+        pm.values.push_back({e.values, e.count, f16_entries});
+        key += static_cast<size_t>(e.count) * hd;
       }
     });
   }
@@ -107,7 +110,7 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
     const BatchSequence& seq = plan_->sequences[s];
     const int32_t g = h / group;
     const PreparedMemory& pm = memory[static_cast<size_t>(s) * n_kv + g];
-    const int32_t n_mem = pm.count();
+    const int32_t n_mem = pm.count;
     const bool position_free = n_mem > 0 && seq.memory->rotation() == MemoryRotation::kNone;
     const int64_t nq = r1 - r0;
     const int32_t first_last = seq.n_cached + static_cast<int32_t>(r0 - seq.first_row);
@@ -119,12 +122,13 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
     queries.resize(static_cast<size_t>(nq) * q_row_bytes);
 
     for (int64_t q = 0; q < nq; ++q) {
-      const float* qh = RowF32(q_rot, r0 + q) + h * hd;
-      ConvertActivationRow(kv_.type, qh, queries.data() + q * q_row_bytes, hd);
-      const float* qm = position_free ? RowF32(*q_pre_rope, r0 + q) + h * hd : qh;
-      for (int32_t m = 0; m < n_mem; ++m) {
-        scores[q * stride + m] = DotF32(qm, &pm.keys[static_cast<size_t>(m) * hd], hd);
-      }
+      ConvertActivationRow(kv_.type, RowF32(q_rot, r0 + q) + h * hd, queries.data() + q * q_row_bytes,
+                           hd);
+    }
+    if (n_mem > 0) {  // f32 keys times the f32 queries (before rotation for position-free ones)
+      const Tensor& qm = position_free ? *q_pre_rope : q_rot;
+      GemmRows(GgmlType::kF32, pm.keys.data(), hd * sizeof(float), hd, 0, n_mem,
+               RowF32(qm, r0) + h * hd, qm.row_bytes, nq, scores.data(), stride);
     }
     for (int32_t t0 = 0; t0 < n_ctx; t0 += kv_.page_size) {
       const int32_t page = seq.pages[t0 / kv_.page_size];
@@ -139,12 +143,14 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
       SoftmaxF32(row, n_visible, scale);
       float* o = const_cast<float*>(RowF32(*out, r0 + q)) + h * hd;
       std::fill(o, o + hd, 0.0f);
-      for (int32_t m = 0; m < n_mem; ++m) {
-        if (pm.values_f16[m]) {
-          AxpyF16F32(row[m], static_cast<const uint16_t*>(pm.values[m]), o, hd);
+      const float* weights = row;
+      for (const PreparedMemory::ValueRows& v : pm.values) {
+        if (v.f16) {
+          AccumulateRowsF16F32(weights, static_cast<const uint16_t*>(v.rows), v.count, hd, o);
         } else {
-          AxpyF32(row[m], static_cast<const float*>(pm.values[m]), o, hd);
+          AccumulateRowsF32(weights, static_cast<const float*>(v.rows), v.count, hd, o);
         }
+        weights += v.count;
       }
     }
     // values: a page of a head's value rows (contiguous) at a time, with each query's output
