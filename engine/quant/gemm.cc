@@ -154,20 +154,6 @@ void GemmRows(GgmlType wtype, const void* w, size_t w_row_bytes, int64_t k, int6
   }
 }
 
-float DotF32(const float* a, const float* b, int64_t n) { return ActiveKernels().dot_f32(a, b, n); }
-
-float DotF16F32(const uint16_t* a_fp16, const float* b, int64_t n) {
-  return ActiveKernels().dot_f16_f32(a_fp16, b, n);
-}
-
-void AxpyF32(float alpha, const float* x, float* y, int64_t n) {
-  ActiveKernels().axpy_f32(alpha, x, y, n);
-}
-
-void AxpyF16F32(float alpha, const uint16_t* x_fp16, float* y, int64_t n) {
-  ActiveKernels().axpy_f16_f32(alpha, x_fp16, y, n);
-}
-
 void Fp32ToFp16Row(const float* x, uint16_t* y, int64_t n) {
   ActiveKernels().fp32_to_fp16_row(x, y, n);
 }

@@ -30,10 +30,6 @@ void GemmRows(GgmlType wtype, const void* w, size_t w_row_bytes, int64_t k, int6
               const void* xq, size_t xq_row_bytes, int64_t nb, float* y, int64_t ldy);
 
 // Float vector helpers for attention and the feed-forward (dispatched like GemmRows).
-float DotF32(const float* a, const float* b, int64_t n);
-float DotF16F32(const uint16_t* a_fp16, const float* b, int64_t n);
-void AxpyF32(float alpha, const float* x, float* y, int64_t n);           // y += alpha * x
-void AxpyF16F32(float alpha, const uint16_t* x_fp16, float* y, int64_t n);  // y += alpha * x
 void Fp32ToFp16Row(const float* x, uint16_t* y, int64_t n);
 void Fp16ToFp32Row(const uint16_t* x, float* y, int64_t n);  // exact
 // out = silu(gate) * up = gate / (1 + exp(-gate)) * up, elementwise; out may be gate or up.
@@ -41,7 +37,7 @@ void SiluMulF32(const float* gate, const float* up, float* out, int64_t n);
 // row[0:n) = softmax(scale * row[0:n)), in place.
 void SoftmaxF32(float* row, int64_t n, float scale);
 // out[0:dim) += sum over t < n of weights[t] * rows[t * dim : (t + 1) * dim] (attention's values:
-// one KV page of a head at a time).
+// one KV page, or one reference's memory entries, of a head at a time).
 void AccumulateRowsF32(const float* weights, const float* rows, int64_t n, int64_t dim, float* out);
 void AccumulateRowsF16F32(const float* weights, const uint16_t* rows_fp16, int64_t n, int64_t dim,
                           float* out);

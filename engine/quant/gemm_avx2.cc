@@ -555,52 +555,7 @@ struct Q6_Kx16Kernel {
   }
 };
 
-// ---- float helpers for attention ----
-
-float DotF32(const float* a, const float* b, int64_t n) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-  }
-  for (; i + 8 <= n; i += 8)
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-  float sum = Hsum(_mm256_add_ps(acc0, acc1));
-  for (; i < n; ++i) sum += a[i] * b[i];
-  return sum;
-}
-
-float DotF16F32(const uint16_t* a, const float* b, int64_t n) {
-  __m256 acc = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 av = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i)));
-    acc = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + i), acc);
-  }
-  float sum = Hsum(acc);
-  for (; i < n; ++i) sum += _cvtsh_ss(a[i]) * b[i];
-  return sum;
-}
-
-void AxpyF32(float alpha, const float* x, float* y, int64_t n) {
-  const __m256 va = _mm256_set1_ps(alpha);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-  }
-  for (; i < n; ++i) y[i] += alpha * x[i];
-}
-
-void AxpyF16F32(float alpha, const uint16_t* x, float* y, int64_t n) {
-  const __m256 va = _mm256_set1_ps(alpha);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 xv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, xv, _mm256_loadu_ps(y + i)));
-  }
-  for (; i < n; ++i) y[i] += alpha * _cvtsh_ss(x[i]);
-}
+// ---- f32 rows to f16 (the KV cache, F16 activations) ----
 
 void Fp32ToFp16Row(const float* x, uint16_t* y, int64_t n) {
   int64_t i = 0;
@@ -625,10 +580,6 @@ const KernelTable& Avx2Kernels() {
                                  RunGroups<Q8_0x16Kernel>,
                                  RunGroups<Q4_Kx16Kernel>,
                                  RunGroups<Q6_Kx16Kernel>,
-                                 DotF32,
-                                 DotF16F32,
-                                 AxpyF32,
-                                 AxpyF16F32,
                                  Fp32ToFp16Row,
                                  Fp16ToFp32Row,
                                  SiluMulF32,

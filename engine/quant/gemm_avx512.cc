@@ -567,52 +567,9 @@ struct Q6KKernel {
   }
 };
 
-// ---- float helpers for attention ----
+// ---- f32 rows to f16 (the KV cache, F16 activations) ----
 
 inline __mmask16 TailMask(int64_t n) { return static_cast<__mmask16>((1u << n) - 1); }
-
-float DotF32(const float* a, const float* b, int64_t n) {
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
-    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
-  }
-  for (; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? 0xffff : TailMask(n - i);
-    acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc0);
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-}
-
-float DotF16F32(const uint16_t* a, const float* b, int64_t n) {
-  __m512 acc = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? 0xffff : TailMask(n - i);
-    acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, a + i)),
-                          _mm512_maskz_loadu_ps(m, b + i), acc);
-  }
-  return _mm512_reduce_add_ps(acc);
-}
-
-void AxpyF32(float alpha, const float* x, float* y, int64_t n) {
-  const __m512 va = _mm512_set1_ps(alpha);
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? 0xffff : TailMask(n - i);
-    const __m512 r =
-        _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i));
-    _mm512_mask_storeu_ps(y + i, m, r);
-  }
-}
-
-void AxpyF16F32(float alpha, const uint16_t* x, float* y, int64_t n) {
-  const __m512 va = _mm512_set1_ps(alpha);
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? 0xffff : TailMask(n - i);
-    const __m512 xv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i));
-    _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, xv, _mm512_maskz_loadu_ps(m, y + i)));
-  }
-}
 
 void Fp32ToFp16Row(const float* x, uint16_t* y, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {
@@ -636,10 +593,6 @@ const KernelTable& Avx512Kernels() {
                                  RunGroups<Q8_0x16Kernel>,
                                  RunGroups<Q4_Kx16Kernel>,
                                  RunGroups<Q6_Kx16Kernel>,
-                                 DotF32,
-                                 DotF16F32,
-                                 AxpyF32,
-                                 AxpyF16F32,
                                  Fp32ToFp16Row,
                                  Fp16ToFp32Row,
                                  SiluMulF32,

@@ -33,10 +33,6 @@ struct KernelTable {
   // Weights interleaved 16 rows at a time (interleave.h) x their activations, rows [r0, r1) in
   // whole groups; null where the path has no such kernel.
   GemmFn q8_0_x16, q4_k_x16, q6_k_x16;
-  float (*dot_f32)(const float* a, const float* b, int64_t n);
-  float (*dot_f16_f32)(const uint16_t* a, const float* b, int64_t n);
-  void (*axpy_f32)(float alpha, const float* x, float* y, int64_t n);
-  void (*axpy_f16_f32)(float alpha, const uint16_t* x, float* y, int64_t n);
   void (*fp32_to_fp16_row)(const float* x, uint16_t* y, int64_t n);
   void (*fp16_to_fp32_row)(const uint16_t* x, float* y, int64_t n);
   void (*silu_mul_f32)(const float* gate, const float* up, float* out, int64_t n);

@@ -129,26 +129,6 @@ void Gemm(const GemmArgs& a) {
   }
 }
 
-float DotF32(const float* a, const float* b, int64_t n) {
-  float sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
-  return sum;
-}
-
-float DotF16F32(const uint16_t* a, const float* b, int64_t n) {
-  float sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += Fp16ToFp32(a[i]) * b[i];
-  return sum;
-}
-
-void AxpyF32(float alpha, const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
-}
-
-void AxpyF16F32(float alpha, const uint16_t* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += alpha * Fp16ToFp32(x[i]);
-}
-
 void Fp32ToFp16Row(const float* x, uint16_t* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = Fp32ToFp16(x[i]);
 }
@@ -177,12 +157,16 @@ void SoftmaxF32(float* row, int64_t n, float scale) {
 }
 
 void AccumulateRowsF32(const float* weights, const float* rows, int64_t n, int64_t dim, float* out) {
-  for (int64_t t = 0; t < n; ++t) AxpyF32(weights[t], rows + t * dim, out, dim);
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t c = 0; c < dim; ++c) out[c] += weights[t] * rows[t * dim + c];
+  }
 }
 
 void AccumulateRowsF16F32(const float* weights, const uint16_t* rows, int64_t n, int64_t dim,
                           float* out) {
-  for (int64_t t = 0; t < n; ++t) AxpyF16F32(weights[t], rows + t * dim, out, dim);
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t c = 0; c < dim; ++c) out[c] += weights[t] * Fp16ToFp32(rows[t * dim + c]);
+  }
 }
 
 void QuantizeRowQ8_0(const float* x, void* out, int64_t k) { QuantizeRow(GgmlType::kQ8_0, x, out, k); }
@@ -194,11 +178,9 @@ const KernelTable& ScalarKernels() {
   static const KernelTable table{Gemm<DotRowF32>,     Gemm<DotRowF16>,      Gemm<DotRowBf16>,
                                  Gemm<DotRowQ8_0>,    Gemm<DotRowQ4_0>,     Gemm<DotRowQ4K>,
                                  Gemm<DotRowQ6K>,     nullptr,              nullptr,
-                                 nullptr,             DotF32,               DotF16F32,
-                                 AxpyF32,             AxpyF16F32,           Fp32ToFp16Row,
-                                 Fp16ToFp32Row,       SiluMulF32,           SoftmaxF32,
-                                 AccumulateRowsF32,   AccumulateRowsF16F32, QuantizeRowQ8_0,
-                                 QuantizeRowQ8K};
+                                 nullptr,             Fp32ToFp16Row,        Fp16ToFp32Row,
+                                 SiluMulF32,          SoftmaxF32,           AccumulateRowsF32,
+                                 AccumulateRowsF16F32, QuantizeRowQ8_0,     QuantizeRowQ8K};
   return table;
 }
 

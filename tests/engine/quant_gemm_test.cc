@@ -205,37 +205,6 @@ class VectorHelpersTest : public KernelPathTest<CpuIsa> {
   CpuIsa isa() const override { return GetParam(); }
 };
 
-TEST_P(VectorHelpersTest, DotAndAxpy) {
-  std::mt19937 rng(17);
-  for (int64_t n : {0, 1, 5, 8, 15, 16, 17, 31, 33, 64, 100, 128, 259}) {
-    SCOPED_TRACE(::testing::Message() << "n=" << n);
-    const std::vector<float> a = Gaussian(n, &rng), b = Gaussian(n, &rng), y0 = Gaussian(n, &rng);
-    std::vector<uint16_t> a16(n + 1, 0x7e00);  // a NaN after the end must never be read
-    for (int64_t i = 0; i < n; ++i) a16[i] = Fp32ToFp16(a[i]);
-    double dot = 0, dot16 = 0, magnitude = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      dot += static_cast<double>(a[i]) * b[i];
-      dot16 += static_cast<double>(Fp16ToFp32(a16[i])) * b[i];
-      magnitude += std::fabs(static_cast<double>(a[i]) * b[i]);
-    }
-    EXPECT_NEAR(DotF32(a.data(), b.data(), n), dot, 1e-6 * magnitude + 1e-30);
-    EXPECT_NEAR(DotF16F32(a16.data(), b.data(), n), dot16, 1e-6 * magnitude + 1e-30);
-
-    std::vector<float> y = y0, y16 = y0;
-    y.push_back(kUntouched);
-    y16.push_back(kUntouched);
-    AxpyF32(0.75f, a.data(), y.data(), n);
-    AxpyF16F32(-1.5f, a16.data(), y16.data(), n);
-    for (int64_t i = 0; i < n; ++i) {
-      EXPECT_NEAR(y[i], y0[i] + 0.75 * a[i], 1e-6 * (std::fabs(y0[i]) + std::fabs(a[i])));
-      EXPECT_NEAR(y16[i], y0[i] - 1.5 * Fp16ToFp32(a16[i]),
-                  1e-6 * (std::fabs(y0[i]) + 2 * std::fabs(a[i])));
-    }
-    EXPECT_EQ(y[n], kUntouched);
-    EXPECT_EQ(y16[n], kUntouched);
-  }
-}
-
 // silu(gate) * up against double precision, with every tail length and over the range where
 // exp over- and underflows (there silu is within 1e-35 of its limits 0 and gate).
 TEST_P(VectorHelpersTest, SiluMul) {
