@@ -169,8 +169,13 @@ void AccumulateRowsF16F32(const float* weights, const uint16_t* rows, int64_t n,
   }
 }
 
-void QuantizeRowQ8_0(const float* x, void* out, int64_t k) { QuantizeRow(GgmlType::kQ8_0, x, out, k); }
-void QuantizeRowQ8K(const float* x, void* out, int64_t k) { QuantizeRow(GgmlType::kQ8_K, x, out, k); }
+void QuantizeRowQ8_0(const float* x, void* out, int64_t k) {
+  QuantizeRow(GgmlType::kQ8_0, x, out, k);
+}
+
+void QuantizeRowQ8K(const float* x, void* out, int64_t k) {
+  QuantizeRow(GgmlType::kQ8_K, x, out, k);
+}
 
 }  // namespace
 

@@ -301,8 +301,9 @@ TEST_P(VectorHelpersTest, QuantizeActivationsAsQuantizeRow) {
     for (int64_t k : {1536, 2048}) {
       SCOPED_TRACE(::testing::Message() << TraitsOf(type).name << " k=" << k);
       std::vector<float> x = Gaussian(k, &rng);
-      float* ties = x.data();
-      for (int64_t i = 0; i < block; ++i) ties[i] = i == 0 ? 127.0f : static_cast<float>(i % 19) - 9.5f;
+      for (int64_t i = 0; i < block; ++i) {
+        x[i] = i == 0 ? 127.0f : static_cast<float>(i % 19) - 9.5f;  // ties
+      }
       std::fill(x.data() + block, x.data() + 2 * block, 0.0f);
       x[2 * block + 6] = -1e4f;
       for (int64_t i = 3 * block; i < 4 * block; ++i) x[i] *= 1e-30f;

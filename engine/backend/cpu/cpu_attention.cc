@@ -86,12 +86,15 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
       for (const MemoryEntries& e : view->Entries(layer, g)) {
         const bool f16_entries = e.type == GgmlType::kF16;
         if (f16_entries) {
-          Fp16ToFp32Row(static_cast<const uint16_t*>(e.keys), key, static_cast<int64_t>(e.count) * hd);
+          Fp16ToFp32Row(static_cast<const uint16_t*>(e.keys), key,
+                        static_cast<int64_t>(e.count) * hd);
         } else {
           std::memcpy(key, e.keys, static_cast<size_t>(e.count) * hd * sizeof(float));
         }
         if (view->rotation() == MemoryRotation::kStoredPositions) {
-          for (int32_t m = 0; m < e.count; ++m) RotateHead(key + static_cast<size_t>(m) * hd, e.positions[m]);
+          for (int32_t m = 0; m < e.count; ++m) {
+            RotateHead(key + static_cast<size_t>(m) * hd, e.positions[m]);
+          }
         }
         pm.values.push_back({e.values, e.count, f16_entries});
         key += static_cast<size_t>(e.count) * hd;
@@ -122,8 +125,8 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
     queries.resize(static_cast<size_t>(nq) * q_row_bytes);
 
     for (int64_t q = 0; q < nq; ++q) {
-      ConvertActivationRow(kv_.type, RowF32(q_rot, r0 + q) + h * hd, queries.data() + q * q_row_bytes,
-                           hd);
+      ConvertActivationRow(kv_.type, RowF32(q_rot, r0 + q) + h * hd,
+                           queries.data() + q * q_row_bytes, hd);
     }
     if (n_mem > 0) {  // f32 keys times the f32 queries (before rotation for position-free ones)
       const Tensor& qm = position_free ? *q_pre_rope : q_rot;
