@@ -109,6 +109,15 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
   // per query row (below).
   const size_t q_row_bytes = GgmlRowBytes(kv_.type, hd);
   const Tensor& q_rot = q;  // the loops below use q for a row index
+  // o += weights[0:n) times n contiguous value rows, f16 or f32 (cache pages and memory entries)
+  auto add_values = [hd](const float* weights, const void* rows, int32_t n, bool rows_f16,
+                         float* o) {
+    if (rows_f16) {
+      AccumulateRowsF16F32(weights, static_cast<const uint16_t*>(rows), n, hd, o);
+    } else {
+      AccumulateRowsF32(weights, static_cast<const float*>(rows), n, hd, o);
+    }
+  };
   auto attend_block = [&](int32_t s, int32_t h, int64_t r0, int64_t r1, float* mass_row) {
     const BatchSequence& seq = plan_->sequences[s];
     const int32_t g = h / group;
@@ -148,11 +157,7 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
       std::fill(o, o + hd, 0.0f);
       const float* weights = row;
       for (const PreparedMemory::ValueRows& v : pm.values) {
-        if (v.f16) {
-          AccumulateRowsF16F32(weights, static_cast<const uint16_t*>(v.rows), v.count, hd, o);
-        } else {
-          AccumulateRowsF32(weights, static_cast<const float*>(v.rows), v.count, hd, o);
-        }
+        add_values(weights, v.rows, v.count, v.f16, o);
         weights += v.count;
       }
     }
@@ -167,11 +172,7 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
         const int32_t page = seq.pages[t0 / kv_.page_size];
         const uint8_t* v = vc + (static_cast<size_t>(page) * n_kv + g) * kv_.page_size * head_bytes;
         const int32_t n = std::min(kv_.page_size, n_visible - t0);
-        if (f16) {
-          AccumulateRowsF16F32(weights + t0, reinterpret_cast<const uint16_t*>(v), n, hd, o);
-        } else {
-          AccumulateRowsF32(weights + t0, reinterpret_cast<const float*>(v), n, hd, o);
-        }
+        add_values(weights + t0, v, n, f16, o);
       }
       if (mass_row != nullptr) {
         for (int32_t t = seq.n_cached; t < n_visible; ++t) mass_row[t - seq.n_cached] += weights[t];
