@@ -94,9 +94,10 @@ void BM_GemmRows(benchmark::State& state, GgmlType type, CpuIsa isa, int64_t row
 // Decode (nb = 1) on the engine's thread pool, rows split into blocks as CpuBackend::MatMul
 // splits them (RowSplit). `interleaved`: the weights repacked as the CPU backend repacks them
 // where PrefersInterleavedRows (engine/quant/interleave.h). With 32768 rows the matrix is beyond
-// L3: the multi-threaded rate to compare with ReadBandwidth at the same thread count. With 256
-// rows it stays in L2: the kernel's compute rate, which a change to its instruction count moves
-// even where the DRAM rate (and a noisy neighbour) hides it.
+// L3: the multi-threaded rate to compare with ReadBandwidth at the same thread count. With 64
+// rows it stays in L2 (at most 280 KB): the kernel's compute rate, which a change to its
+// instruction count moves even where the DRAM rate (and a noisy neighbour) hides it. 256 rows
+// (up to 1.1 MB) stay in Zen 4's 1 MiB L2 but partly come from L3 on Zen 3 (512 KiB L2).
 void BM_GemmRowsPool(benchmark::State& state, GgmlType type, bool interleaved, int n_threads,
                      int64_t rows) {
   constexpr int64_t kK = 4096;
@@ -172,10 +173,13 @@ void RegisterAll() {
                                      int64_t{32768})
             ->UseRealTime();
       }
-      const std::string in_l2 = prefix + "/nb:1/256x4096/threads:1";
-      benchmark::RegisterBenchmark(in_l2.c_str(), BM_GemmRowsPool, type, interleaved, 1,
-                                   int64_t{256})
-          ->UseRealTime();
+      for (int64_t cached_rows : {64, 256}) {
+        const std::string cached =
+            prefix + "/nb:1/" + std::to_string(cached_rows) + "x4096/threads:1";
+        benchmark::RegisterBenchmark(cached.c_str(), BM_GemmRowsPool, type, interleaved, 1,
+                                     cached_rows)
+            ->UseRealTime();
+      }
     }
   }
   for (int n_threads : {1, 2}) {
