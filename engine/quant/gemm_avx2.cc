@@ -375,9 +375,12 @@ struct Q8_0x16Kernel {
 // below 8 x 2 x 15 x 127 over a 32-element sub-block, so each sub-block takes one vpmaddwd.
 struct Q4_Kx16Kernel {
   static constexpr int kBatchRows = 4;  // 2: 0.8x pp512 (1B Q4_K_M model)
-  // One stream per thread: two decoded the 1B Q4_K_M model at 1.02x and 0.98x (alternating
-  // repeats in one process, either order), the Q6_K kernel's likewise.
-  static constexpr int kDecodeStreams = 1;
+  // Two streams per thread, as for Q8_0, here and in the Q6_K kernel: once this kernel's steps
+  // stopped spilling (the unroll below), the 1B Q4_K_M model decoded 1.03-1.05x faster with two
+  // in both kernels than with one (tg32, alternating repeats in one process, either order), and
+  // each kernel alone read 1.09-1.10x as much beyond L3 (kernels_bench, alternating runs).
+  // Before, two streams had measured 0.98-1.04x.
+  static constexpr int kDecodeStreams = 2;
   static constexpr int kBlockElems = kQK_K;
   static constexpr size_t kGroupBlockBytes = sizeof(BlockQ4_Kx16);
   using Sums = GroupSums;
@@ -468,7 +471,7 @@ struct Q4_Kx16Kernel {
 // -32 x the rows' scales times the activations' sub-block sums.
 struct Q6_Kx16Kernel {
   static constexpr int kBatchRows = 2;  // 1: 0.8x pp512, 4: 0.9x (1B Q4_K_M model)
-  static constexpr int kDecodeStreams = 1;  // see Q4_Kx16Kernel
+  static constexpr int kDecodeStreams = 2;  // see Q4_Kx16Kernel
   // Lines requested 4 KiB ahead, not kPrefetchDistance (1 KiB): beyond L3 1.1-1.4x the rate on
   // two threads (kernels_bench, three rounds; 2 and 8 KiB in between). At 2-4 KiB the Q8_0
   // kernel read less (0.6-0.85x) and the Q4_K one the same or less, so they keep 1 KiB.

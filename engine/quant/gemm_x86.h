@@ -346,7 +346,7 @@ void RunBlocks(const uint8_t* const (&w)[G], const uint8_t* x, size_t x_row_byte
 // Decode reads the thread's groups as K::kDecodeStreams sequential streams at once, one per part
 // of its row range: on the AVX-512 machine the memory system delivered ~1.2-1.5x more to several
 // streams than to one, up to a count that depends on the kernel's work per byte; on the AVX2
-// machine two for Q8_0 and one for the k-quants (each kernel's count is measured).
+// machine two for every kernel (each kernel's count is measured).
 // Batches walk activation rows in chunks and reuse each group for all rows of a chunk while it is
 // in cache, as RunTiles does.
 template <class K>
