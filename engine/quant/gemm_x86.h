@@ -283,8 +283,9 @@ inline void Prefetch(const uint8_t* p) {
 // Requests the lines of a block of kBlockBytes kDistance bytes ahead (kPrefetchDistance unless a
 // kernel measured better), spread evenly over the kSteps steps a decode kernel takes through it
 // (in every pass over the block, including those that read it again from L1), so that the memory
-// gets requests at the rate the kernel consumes lines. Blocks follow one another, so the steps form one stride through the weights, and
-// requesting the lines of each step's stride covers every line.
+// gets requests at the rate the kernel consumes lines. Blocks follow one another, so the steps
+// form one stride through the weights, and requesting the lines of each step's stride covers
+// every line.
 template <size_t kBlockBytes, int kSteps, int kDistance = kPrefetchDistance>
 inline void PrefetchStep(const uint8_t* block, int step) {
   static_assert(kBlockBytes % kSteps == 0);
