@@ -152,7 +152,9 @@ void SoftmaxF32(float* row, int64_t n, float scale) {
     vsum = _mm256_add_ps(vsum, LoadPartial8(row + i, n - i));  // the row's lanes only
   }
   const __m256 inv = _mm256_set1_ps(1.0f / Hsum(vsum));
-  for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(row + i, _mm256_mul_ps(_mm256_loadu_ps(row + i), inv));
+  for (i = 0; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(row + i, _mm256_mul_ps(_mm256_loadu_ps(row + i), inv));
+  }
   if (i < n) StorePartial8(row + i, _mm256_mul_ps(LoadPartial8(row + i, n - i), inv), n - i);
 }
 
@@ -176,7 +178,9 @@ void AccumulateRows(const float* weights, const T* rows, int64_t n, int64_t dim,
     for (int64_t t = 0; t < n; ++t) {
       const __m256 w = _mm256_set1_ps(weights[t]);
       const T* row = rows + t * dim + c;
-      for (int j = 0; j < kVectors; ++j) acc[j] = _mm256_fmadd_ps(w, Load8AsF32(row + 8 * j), acc[j]);
+      for (int j = 0; j < kVectors; ++j) {
+        acc[j] = _mm256_fmadd_ps(w, Load8AsF32(row + 8 * j), acc[j]);
+      }
     }
     for (int j = 0; j < kVectors; ++j) _mm256_storeu_ps(out + c + 8 * j, acc[j]);
   }
