@@ -166,15 +166,19 @@ void SiluMulF32(const float* gate, const float* up, float* out, int64_t n) {
   ActiveKernels().silu_mul_f32(gate, up, out, n);
 }
 
-void SoftmaxF32(float* row, int64_t n, float scale) { ActiveKernels().softmax_f32(row, n, scale); }
-
-void AccumulateRowsF32(const float* weights, const float* rows, int64_t n, int64_t dim, float* out) {
-  ActiveKernels().accumulate_rows_f32(weights, rows, n, dim, out);
+float SoftmaxNumeratorsF32(float* row, int64_t n, float scale, float* max_scaled) {
+  return ActiveKernels().softmax_numerators_f32(row, n, scale, max_scaled);
 }
 
-void AccumulateRowsF16F32(const float* weights, const uint16_t* rows_fp16, int64_t n, int64_t dim,
-                          float* out) {
-  ActiveKernels().accumulate_rows_f16_f32(weights, rows_fp16, n, dim, out);
+void AccumulateRowsF32(const float* weights, int64_t ldw, int64_t n_out, const float* rows,
+                       int64_t n, int64_t dim, float* out, int64_t ldo) {
+  ActiveKernels().accumulate_rows_f32(weights, ldw, n_out, rows, n, dim, out, ldo);
+}
+
+void AccumulateRowsF16F32(const float* weights, int64_t ldw, int64_t n_out,
+                          const uint16_t* rows_fp16, int64_t n, int64_t dim, float* out,
+                          int64_t ldo) {
+  ActiveKernels().accumulate_rows_f16_f32(weights, ldw, n_out, rows_fp16, n, dim, out, ldo);
 }
 
 }  // namespace memoria

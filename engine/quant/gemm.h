@@ -34,13 +34,19 @@ void Fp32ToFp16Row(const float* x, uint16_t* y, int64_t n);
 void Fp16ToFp32Row(const uint16_t* x, float* y, int64_t n);  // exact
 // out = silu(gate) * up = gate / (1 + exp(-gate)) * up, elementwise; out may be gate or up.
 void SiluMulF32(const float* gate, const float* up, float* out, int64_t n);
-// row[0:n) = softmax(scale * row[0:n)), in place.
-void SoftmaxF32(float* row, int64_t n, float scale);
-// out[0:dim) += sum over t < n of weights[t] * rows[t * dim : (t + 1) * dim] (attention's values:
-// one KV page, or one reference's memory entries, of a head at a time).
-void AccumulateRowsF32(const float* weights, const float* rows, int64_t n, int64_t dim, float* out);
-void AccumulateRowsF16F32(const float* weights, const uint16_t* rows_fp16, int64_t n, int64_t dim,
-                          float* out);
+// Attention's softmax without its division: row[0:n) = exp(scale * row[0:n) - m) in place, m the
+// largest scale * row[i]; sets *max_scaled = m and returns the sum of the new row[0:n). Attention
+// divides its outputs by the sum instead of every weight, and merges parts of one softmax that
+// were computed apart (over chunks of a long context) through their m and sum.
+float SoftmaxNumeratorsF32(float* row, int64_t n, float scale, float* max_scaled);
+// For h < n_out: out[h * ldo + 0:dim) += sum over t < n of weights[h * ldw + t] * rows[t * dim :
+// (t + 1) * dim] (attention's values: one KV page, or one reference's memory entries, summed for
+// the n_out query heads that share them; each row is read, and widened from f16, once for all).
+void AccumulateRowsF32(const float* weights, int64_t ldw, int64_t n_out, const float* rows,
+                       int64_t n, int64_t dim, float* out, int64_t ldo);
+void AccumulateRowsF16F32(const float* weights, int64_t ldw, int64_t n_out,
+                          const uint16_t* rows_fp16, int64_t n, int64_t dim, float* out,
+                          int64_t ldo);
 
 }  // namespace memoria
 

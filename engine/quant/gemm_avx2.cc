@@ -591,7 +591,7 @@ const KernelTable& Avx2Kernels() {
                                  Fp32ToFp16Row,
                                  Fp16ToFp32Row,
                                  SiluMulF32,
-                                 SoftmaxF32,
+                                 SoftmaxNumeratorsF32,
                                  AccumulateRows<float>,
                                  AccumulateRows<uint16_t>,
                                  QuantizeRowQ8_0,

@@ -36,11 +36,12 @@ struct KernelTable {
   void (*fp32_to_fp16_row)(const float* x, uint16_t* y, int64_t n);
   void (*fp16_to_fp32_row)(const uint16_t* x, float* y, int64_t n);
   void (*silu_mul_f32)(const float* gate, const float* up, float* out, int64_t n);
-  void (*softmax_f32)(float* row, int64_t n, float scale);
-  void (*accumulate_rows_f32)(const float* weights, const float* rows, int64_t n, int64_t dim,
-                              float* out);
-  void (*accumulate_rows_f16_f32)(const float* weights, const uint16_t* rows, int64_t n,
-                                  int64_t dim, float* out);
+  float (*softmax_numerators_f32)(float* row, int64_t n, float scale, float* max_scaled);
+  void (*accumulate_rows_f32)(const float* weights, int64_t ldw, int64_t n_out, const float* rows,
+                              int64_t n, int64_t dim, float* out, int64_t ldo);
+  void (*accumulate_rows_f16_f32)(const float* weights, int64_t ldw, int64_t n_out,
+                                  const uint16_t* rows, int64_t n, int64_t dim, float* out,
+                                  int64_t ldo);
   // Activation rows to Q8_0 / Q8_K blocks, every byte as QuantizeRow (quant.h) writes it.
   void (*quantize_row_q8_0)(const float* x, void* out, int64_t k);
   void (*quantize_row_q8_k)(const float* x, void* out, int64_t k);

@@ -141,7 +141,7 @@ void SiluMulF32(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-void SoftmaxF32(float* row, int64_t n, float scale) {
+float SoftmaxNumeratorsF32(float* row, int64_t n, float scale, float* max_scaled) {
   float max_score = -INFINITY;
   for (int64_t i = 0; i < n; ++i) {
     row[i] *= scale;
@@ -152,20 +152,22 @@ void SoftmaxF32(float* row, int64_t n, float scale) {
     row[i] = std::exp(row[i] - max_score);
     sum += row[i];
   }
-  const float inv = static_cast<float>(1.0 / sum);
-  for (int64_t i = 0; i < n; ++i) row[i] *= inv;
+  *max_scaled = max_score;
+  return static_cast<float>(sum);
 }
 
-void AccumulateRowsF32(const float* weights, const float* rows, int64_t n, int64_t dim, float* out) {
-  for (int64_t t = 0; t < n; ++t) {
-    for (int64_t c = 0; c < dim; ++c) out[c] += weights[t] * rows[t * dim + c];
-  }
-}
+inline float ToF32(float v) { return v; }
+inline float ToF32(uint16_t h) { return Fp16ToFp32(h); }
 
-void AccumulateRowsF16F32(const float* weights, const uint16_t* rows, int64_t n, int64_t dim,
-                          float* out) {
-  for (int64_t t = 0; t < n; ++t) {
-    for (int64_t c = 0; c < dim; ++c) out[c] += weights[t] * Fp16ToFp32(rows[t * dim + c]);
+template <class T>
+void AccumulateRows(const float* weights, int64_t ldw, int64_t n_out, const T* rows, int64_t n,
+                    int64_t dim, float* out, int64_t ldo) {
+  for (int64_t h = 0; h < n_out; ++h) {
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t c = 0; c < dim; ++c) {
+        out[h * ldo + c] += weights[h * ldw + t] * ToF32(rows[t * dim + c]);
+      }
+    }
   }
 }
 
@@ -180,12 +182,15 @@ void QuantizeRowQ8K(const float* x, void* out, int64_t k) {
 }  // namespace
 
 const KernelTable& ScalarKernels() {
-  static const KernelTable table{Gemm<DotRowF32>,     Gemm<DotRowF16>,      Gemm<DotRowBf16>,
-                                 Gemm<DotRowQ8_0>,    Gemm<DotRowQ4_0>,     Gemm<DotRowQ4K>,
-                                 Gemm<DotRowQ6K>,     nullptr,              nullptr,
-                                 nullptr,             Fp32ToFp16Row,        Fp16ToFp32Row,
-                                 SiluMulF32,          SoftmaxF32,           AccumulateRowsF32,
-                                 AccumulateRowsF16F32, QuantizeRowQ8_0,     QuantizeRowQ8K};
+  static const KernelTable table{Gemm<DotRowF32>,          Gemm<DotRowF16>,
+                                 Gemm<DotRowBf16>,         Gemm<DotRowQ8_0>,
+                                 Gemm<DotRowQ4_0>,         Gemm<DotRowQ4K>,
+                                 Gemm<DotRowQ6K>,          nullptr,
+                                 nullptr,                  nullptr,
+                                 Fp32ToFp16Row,            Fp16ToFp32Row,
+                                 SiluMulF32,               SoftmaxNumeratorsF32,
+                                 AccumulateRows<float>,    AccumulateRows<uint16_t>,
+                                 QuantizeRowQ8_0,          QuantizeRowQ8K};
   return table;
 }
 

@@ -122,10 +122,9 @@ inline float Hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// SoftmaxF32 (gemm.h) for attention's score rows: the scalar path's three passes (scale and
-// max, exp and sum, normalize) eight lanes at a time, exp by ExpNonPositive8.
-void SoftmaxF32(float* row, int64_t n, float scale) {
-  if (n <= 0) return;
+// SoftmaxNumeratorsF32 (gemm.h) for attention's score rows: the scalar path's two passes (scale
+// and max, exp and sum) eight lanes at a time, exp by ExpNonPositive8.
+float SoftmaxNumeratorsF32(float* row, int64_t n, float scale, float* max_scaled) {
   const __m256 vscale = _mm256_set1_ps(scale);
   __m256 vmax = _mm256_set1_ps(-INFINITY);
   int64_t i = 0;
@@ -151,11 +150,8 @@ void SoftmaxF32(float* row, int64_t n, float scale) {
     StorePartial8(row + i, tail, n - i);
     vsum = _mm256_add_ps(vsum, LoadPartial8(row + i, n - i));  // the row's lanes only
   }
-  const __m256 inv = _mm256_set1_ps(1.0f / Hsum(vsum));
-  for (i = 0; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(row + i, _mm256_mul_ps(_mm256_loadu_ps(row + i), inv));
-  }
-  if (i < n) StorePartial8(row + i, _mm256_mul_ps(LoadPartial8(row + i, n - i), inv), n - i);
+  *max_scaled = max_score;
+  return Hsum(vsum);
 }
 
 inline __m256 Load8AsF32(const float* p) { return _mm256_loadu_ps(p); }
@@ -165,36 +161,59 @@ inline __m256 Load8AsF32(const uint16_t* p) {
 inline float LoadAsF32(float v) { return v; }
 inline float LoadAsF32(uint16_t h) { return _cvtsh_ss(h); }
 
-// AccumulateRowsF32 / AccumulateRowsF16F32 (gemm.h): 64 output columns stay in 8 registers while
-// every row adds its part, instead of one load and store of the output per row and column as a
-// row-by-row axpy does (which took more time than the rest of attention at depth 1024).
-template <class T>
-void AccumulateRows(const float* weights, const T* rows, int64_t n, int64_t dim, float* out) {
-  constexpr int kVectors = 8;
+// AccumulateRowsF32 / AccumulateRowsF16F32 (gemm.h): columns [c, c + 8 * kVectors) of kOut
+// outputs stay in registers while every row adds its part (a row-by-row axpy, which loads and
+// stores the output per row, took more time than the rest of attention at depth 1024), and each
+// row's vectors are loaded and widened once for all kOut outputs.
+template <int kOut, int kVectors, class T>
+void AccumulateColumns(const float* weights, int64_t ldw, const T* rows, int64_t n, int64_t dim,
+                       int64_t c, float* out, int64_t ldo) {
+  __m256 acc[kOut][kVectors];
+  for (int h = 0; h < kOut; ++h)
+    for (int j = 0; j < kVectors; ++j) acc[h][j] = _mm256_loadu_ps(out + h * ldo + c + 8 * j);
+  for (int64_t t = 0; t < n; ++t) {
+    __m256 w[kOut];
+    for (int h = 0; h < kOut; ++h) w[h] = _mm256_set1_ps(weights[h * ldw + t]);
+    for (int j = 0; j < kVectors; ++j) {  // one vector of the row live at a time
+      const __m256 v = Load8AsF32(rows + t * dim + c + 8 * j);
+      for (int h = 0; h < kOut; ++h) acc[h][j] = _mm256_fmadd_ps(w[h], v, acc[h][j]);
+    }
+  }
+  for (int h = 0; h < kOut; ++h)
+    for (int j = 0; j < kVectors; ++j) _mm256_storeu_ps(out + h * ldo + c + 8 * j, acc[h][j]);
+}
+
+// Up to eight accumulators: 64 columns of one output, 32 of two, 16 of three or four.
+template <int kOut, class T>
+void AccumulateRowsFor(const float* weights, int64_t ldw, const T* rows, int64_t n, int64_t dim,
+                       float* out, int64_t ldo) {
+  constexpr int kVectors = kOut == 1 ? 8 : kOut == 2 ? 4 : 2;
   int64_t c = 0;
   for (; c + 8 * kVectors <= dim; c += 8 * kVectors) {
-    __m256 acc[kVectors];
-    for (int j = 0; j < kVectors; ++j) acc[j] = _mm256_loadu_ps(out + c + 8 * j);
-    for (int64_t t = 0; t < n; ++t) {
-      const __m256 w = _mm256_set1_ps(weights[t]);
-      const T* row = rows + t * dim + c;
-      for (int j = 0; j < kVectors; ++j) {
-        acc[j] = _mm256_fmadd_ps(w, Load8AsF32(row + 8 * j), acc[j]);
-      }
-    }
-    for (int j = 0; j < kVectors; ++j) _mm256_storeu_ps(out + c + 8 * j, acc[j]);
+    AccumulateColumns<kOut, kVectors>(weights, ldw, rows, n, dim, c, out, ldo);
   }
-  for (; c + 8 <= dim; c += 8) {
-    __m256 acc = _mm256_loadu_ps(out + c);
-    for (int64_t t = 0; t < n; ++t) {
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(weights[t]), Load8AsF32(rows + t * dim + c), acc);
-    }
-    _mm256_storeu_ps(out + c, acc);
-  }
+  for (; c + 8 <= dim; c += 8) AccumulateColumns<kOut, 1>(weights, ldw, rows, n, dim, c, out, ldo);
   for (; c < dim; ++c) {
-    float sum = out[c];
-    for (int64_t t = 0; t < n; ++t) sum += weights[t] * LoadAsF32(rows[t * dim + c]);
-    out[c] = sum;
+    for (int h = 0; h < kOut; ++h) {
+      float sum = out[h * ldo + c];
+      for (int64_t t = 0; t < n; ++t) sum += weights[h * ldw + t] * LoadAsF32(rows[t * dim + c]);
+      out[h * ldo + c] = sum;
+    }
+  }
+}
+
+template <class T>
+void AccumulateRows(const float* weights, int64_t ldw, int64_t n_out, const T* rows, int64_t n,
+                    int64_t dim, float* out, int64_t ldo) {
+  for (int64_t h = 0; h < n_out; h += 4) {
+    const float* w = weights + h * ldw;
+    float* o = out + h * ldo;
+    switch (n_out - h) {
+      case 1: AccumulateRowsFor<1>(w, ldw, rows, n, dim, o, ldo); break;
+      case 2: AccumulateRowsFor<2>(w, ldw, rows, n, dim, o, ldo); break;
+      case 3: AccumulateRowsFor<3>(w, ldw, rows, n, dim, o, ldo); break;
+      default: AccumulateRowsFor<4>(w, ldw, rows, n, dim, o, ldo); break;
+    }
   }
 }
 

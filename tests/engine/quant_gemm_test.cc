@@ -234,7 +234,7 @@ TEST_P(VectorHelpersTest, SiluMul) {
   }
 }
 
-TEST_P(VectorHelpersTest, Softmax) {
+TEST_P(VectorHelpersTest, SoftmaxNumerators) {
   std::mt19937 rng(29);
   for (int64_t n : {1, 2, 7, 8, 9, 16, 31, 100, 1027}) {
     SCOPED_TRACE(::testing::Message() << "n=" << n);
@@ -242,51 +242,64 @@ TEST_P(VectorHelpersTest, Softmax) {
     for (float& v : row) v *= 40;  // scores far apart: most weights underflow to ~0
     if (n > 3) row[3] = row[0];    // a tie at the max or elsewhere
     const float scale = 0.125f;
-    double max_score = -INFINITY, sum = 0;
+    double max_score = -INFINITY, want_sum = 0;
     for (float v : row) max_score = std::max(max_score, static_cast<double>(v) * scale);
-    for (float v : row) sum += std::exp(static_cast<double>(v) * scale - max_score);
+    for (float v : row) want_sum += std::exp(static_cast<double>(v) * scale - max_score);
     std::vector<float> got = row;
     got.push_back(kUntouched);
-    SoftmaxF32(got.data(), n, scale);
+    float got_max = 0;
+    const float got_sum = SoftmaxNumeratorsF32(got.data(), n, scale, &got_max);
+    EXPECT_EQ(got_max, static_cast<float>(max_score));  // a product of two floats, exact in double
     double total = 0;
     for (int64_t i = 0; i < n; ++i) {
       const double arg = static_cast<double>(row[i]) * scale - max_score;
-      const double want = std::exp(arg) / sum;
+      const double want = std::exp(arg);
       // Both paths round the argument to float: exp's relative error grows with |arg| by 2^-24.
       EXPECT_NEAR(got[i], want, want * (1e-6 + 1.2e-7 * std::fabs(arg)) + 1e-37) << "i=" << i;
       total += got[i];
     }
-    EXPECT_NEAR(total, 1.0, 1e-6);
+    EXPECT_NEAR(got_sum, want_sum, 1e-6 * want_sum);
+    EXPECT_NEAR(got_sum, total, 1e-6 * total);
     EXPECT_EQ(got[n], kUntouched);
   }
 }
 
+// Several outputs (query heads) at once, each with its own weights; weights and outputs lie
+// further apart than one row, as attention's score rows and partial outputs do.
 TEST_P(VectorHelpersTest, AccumulateRows) {
   std::mt19937 rng(31);
-  for (int64_t dim : {1, 8, 24, 64, 72, 128, 130}) {
-    for (int64_t n : {0, 1, 3, 16}) {
-      SCOPED_TRACE(::testing::Message() << "dim=" << dim << " n=" << n);
-      const std::vector<float> weights = Gaussian(n, &rng), rows = Gaussian(n * dim, &rng),
-                               out0 = Gaussian(dim, &rng);
-      std::vector<uint16_t> rows16(n * dim);
-      for (size_t i = 0; i < rows16.size(); ++i) rows16[i] = Fp32ToFp16(rows[i]);
-      std::vector<float> out = out0, out16 = out0;
-      out.push_back(kUntouched);
-      out16.push_back(kUntouched);
-      AccumulateRowsF32(weights.data(), rows.data(), n, dim, out.data());
-      AccumulateRowsF16F32(weights.data(), rows16.data(), n, dim, out16.data());
-      for (int64_t c = 0; c < dim; ++c) {
-        double want = out0[c], want16 = out0[c], magnitude = std::fabs(out0[c]);
-        for (int64_t t = 0; t < n; ++t) {
-          want += static_cast<double>(weights[t]) * rows[t * dim + c];
-          want16 += static_cast<double>(weights[t]) * Fp16ToFp32(rows16[t * dim + c]);
-          magnitude += std::fabs(static_cast<double>(weights[t]) * rows[t * dim + c]);
+  for (int64_t n_out : {1, 2, 3, 4, 5, 9}) {
+    for (int64_t dim : {1, 8, 24, 64, 72, 128, 130}) {
+      for (int64_t n : {0, 1, 3, 16}) {
+        SCOPED_TRACE(::testing::Message() << "n_out=" << n_out << " dim=" << dim << " n=" << n);
+        const int64_t ldw = n + 3, ldo = dim + 2;
+        const std::vector<float> weights = Gaussian(n_out * ldw, &rng),
+                                 rows = Gaussian(n * dim, &rng), out0 = Gaussian(n_out * ldo, &rng);
+        std::vector<uint16_t> rows16(n * dim);
+        for (size_t i = 0; i < rows16.size(); ++i) rows16[i] = Fp32ToFp16(rows[i]);
+        std::vector<float> out = out0, out16 = out0;
+        AccumulateRowsF32(weights.data(), ldw, n_out, rows.data(), n, dim, out.data(), ldo);
+        AccumulateRowsF16F32(weights.data(), ldw, n_out, rows16.data(), n, dim, out16.data(), ldo);
+        for (int64_t h = 0; h < n_out; ++h) {
+          for (int64_t c = 0; c < ldo; ++c) {
+            const int64_t o = h * ldo + c;
+            if (c >= dim) {  // the gap between outputs
+              EXPECT_EQ(out[o], out0[o]);
+              EXPECT_EQ(out16[o], out0[o]);
+              continue;
+            }
+            double want = out0[o], want16 = out0[o], magnitude = std::fabs(out0[o]);
+            for (int64_t t = 0; t < n; ++t) {
+              const double w = weights[h * ldw + t];
+              want += w * rows[t * dim + c];
+              want16 += w * Fp16ToFp32(rows16[t * dim + c]);
+              magnitude += std::fabs(w * rows[t * dim + c]);
+            }
+            EXPECT_NEAR(out[o], want, 1e-6 * magnitude) << "h=" << h << " c=" << c;
+            EXPECT_NEAR(out16[o], want16, 1e-6 * magnitude) << "h=" << h << " c=" << c;
+          }
         }
-        EXPECT_NEAR(out[c], want, 1e-6 * magnitude);
-        EXPECT_NEAR(out16[c], want16, 1e-6 * magnitude);
       }
-      EXPECT_EQ(out[dim], kUntouched);
-      EXPECT_EQ(out16[dim], kUntouched);
     }
   }
 }

@@ -226,6 +226,15 @@ TEST_P(MemoryAttentionTest, SparsePerHeadMemoryMatchesReference) {
       EXPECT_LT(RelativeMaxError(out.Logits(0, i), want[i].data(), c_.n_vocab), 1e-4)
           << "rotation " << static_cast<int>(rotation) << " position " << i;
     }
+    // Decode steps (one query row: the flash-decoding path, memory in its first chunk).
+    for (int32_t token : Tokens(3, 7)) {
+      prompt.push_back(token);
+      SequenceInput step{*seq, std::span<const int32_t>(&prompt.back(), 1)};
+      ASSERT_TRUE(model_->Forward(std::span<const SequenceInput>(&step, 1), &out).ok());
+      want = (*ref)->Forward(prompt, first_position, &rm, nullptr);
+      EXPECT_LT(RelativeMaxError(out.Logits(0), want.back().data(), c_.n_vocab), 1e-4)
+          << "rotation " << static_cast<int>(rotation) << " decode position " << prompt.size() - 1;
+    }
     model_->DestroySequence(*seq);
   }
 }

@@ -93,6 +93,75 @@ TEST_F(PagedKvTest, BatchedSequencesMatchEachAlone) {
   EXPECT_EQ(model_->free_kv_pages(), model_->total_kv_pages());
 }
 
+TEST_F(PagedKvTest, DecodeRowsBesidePromptRowsMatchEachAlone) {
+  // One pass that decodes two sequences (long and short context) and prefills a third, as the
+  // scheduler's continuous batches do.
+  std::vector<std::vector<int32_t>> prompts = {Tokens(45, 6), Tokens(3, 7)};
+  std::vector<SequenceId> seqs;
+  ForwardOutput out;
+  for (const std::vector<int32_t>& p : prompts) {
+    seqs.push_back(*model_->CreateSequence());
+    SequenceInput in{seqs.back(), p};
+    ASSERT_TRUE(model_->Forward(std::span<const SequenceInput>(&in, 1), &out).ok());
+  }
+  std::vector<int32_t> next = Tokens(2, 8), third = Tokens(10, 9);
+  seqs.push_back(*model_->CreateSequence());
+  std::vector<SequenceInput> inputs = {{seqs[0], std::span<const int32_t>(&next[0], 1)},
+                                       {seqs[2], third},
+                                       {seqs[1], std::span<const int32_t>(&next[1], 1)}};
+  ASSERT_TRUE(model_->Forward(inputs, &out).ok());
+  const std::vector<std::vector<int32_t>> alone = {
+      [&] { auto t = prompts[0]; t.push_back(next[0]); return t; }(), third,
+      [&] { auto t = prompts[1]; t.push_back(next[1]); return t; }()};
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    std::vector<float> want = FeedInChunks(alone[i], 64);
+    EXPECT_LT(RelativeMaxError(out.Logits(i), want.data(), n_vocab_), 1e-5) << "input " << i;
+  }
+  for (SequenceId id : seqs) model_->DestroySequence(id);
+}
+
+TEST_F(PagedKvTest, LongContextDecodeMatchesPromptPasses) {
+  // A decode row attends to a context of 256 slots or more by KV group, in chunks merged after
+  // (flash-decoding), to a shorter one by head: steps across that boundary, into two to four
+  // chunks, agree with prompt passes over the same tokens.
+  ModelOptions mo;
+  mo.kv_type = GgmlType::kF32;
+  mo.kv_page_size = 4;
+  mo.kv_cache_tokens = 1024;
+  mo.max_batch_tokens = 64;
+  mo.backend.n_threads = 2;
+  auto m = Model::Load(mo, path_);
+  ASSERT_TRUE(m.ok()) << m.status();
+  Model& model = **m;
+  const std::vector<int32_t> tokens = Tokens(530, 10);
+  constexpr size_t kFirstDecoded = 250;
+  // every position's logits from prompt passes of 64 tokens
+  std::vector<float> want;
+  auto whole = model.CreateSequence();
+  ASSERT_TRUE(whole.ok());
+  for (size_t i = 0; i < tokens.size(); i += 64) {
+    ForwardOutput out;
+    const size_t n = std::min<size_t>(64, tokens.size() - i);
+    SequenceInput in{*whole, std::span<const int32_t>(tokens).subspan(i, n), true};
+    ASSERT_TRUE(model.Forward(std::span<const SequenceInput>(&in, 1), &out).ok());
+    want.insert(want.end(), out.logits.begin(), out.logits.end());
+  }
+  model.DestroySequence(*whole);  // the cache holds one such context
+  auto seq = model.CreateSequence();
+  ASSERT_TRUE(seq.ok());
+  ForwardOutput out;
+  for (size_t i = 0; i < kFirstDecoded; i += 50) {
+    SequenceInput in{*seq, std::span<const int32_t>(tokens).subspan(i, 50)};
+    ASSERT_TRUE(model.Forward(std::span<const SequenceInput>(&in, 1), &out).ok());
+  }
+  for (size_t i = kFirstDecoded; i < tokens.size(); ++i) {
+    SequenceInput in{*seq, std::span<const int32_t>(&tokens[i], 1)};
+    ASSERT_TRUE(model.Forward(std::span<const SequenceInput>(&in, 1), &out).ok());
+    EXPECT_LT(RelativeMaxError(out.Logits(0), want.data() + i * n_vocab_, n_vocab_), 1e-5)
+        << "position " << i;
+  }
+}
+
 TEST_F(PagedKvTest, RejectedPassChangesNothing) {
   auto a = model_->CreateSequence();
   ASSERT_TRUE(a.ok());
