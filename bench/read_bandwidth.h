@@ -10,8 +10,8 @@ namespace memoria {
 // 512 MiB buffer in 2 MiB pages (as the CPU backend holds weights). A plain 64-bit sum per thread
 // is limited by its own instructions on fast memory (on the development VM it reads ~60% of what
 // wider loads get), so the probe also runs 4 interleaved streams of 64-byte loads per thread
-// (AVX-512 or AVX2) and, on AVX2, one stream that requests its lines ahead as the decode kernels
-// do, and reports the fastest.
+// (AVX-512 or AVX2), on AVX2 also with each line requested ahead as the decode kernels do, and
+// reports the fastest.
 class ReadBandwidthProbe {
  public:
   explicit ReadBandwidthProbe(int threads);
