@@ -21,16 +21,21 @@ class PagedKvTest : public ::testing::Test {
     o.seed = 11;
     path_ = SmallModel("paged_llama", "ggml-vocab-llama-spm.gguf", o);
     if (path_.empty()) GTEST_SKIP() << "../shared/vocab not found; skipping";
-    ModelOptions mo;
-    mo.kv_type = GgmlType::kF32;
-    mo.kv_page_size = 4;
-    mo.kv_cache_tokens = 256;
-    mo.max_batch_tokens = 64;
-    mo.backend.n_threads = 2;
-    auto m = Model::Load(mo, path_);
+    auto m = LoadModel(256);
     ASSERT_TRUE(m.ok()) << m.status();
     model_ = std::move(*m);
     n_vocab_ = model_->config().n_vocab;
+  }
+
+  // The test model with an f32 cache of `kv_cache_tokens` slots in pages of 4, on 2 threads.
+  absl::StatusOr<std::unique_ptr<Model>> LoadModel(int32_t kv_cache_tokens) {
+    ModelOptions mo;
+    mo.kv_type = GgmlType::kF32;
+    mo.kv_page_size = 4;
+    mo.kv_cache_tokens = kv_cache_tokens;
+    mo.max_batch_tokens = 64;
+    mo.backend.n_threads = 2;
+    return Model::Load(mo, path_);
   }
 
   std::vector<int32_t> Tokens(int n, uint32_t seed) {
@@ -124,13 +129,7 @@ TEST_F(PagedKvTest, LongContextDecodeMatchesPromptPasses) {
   // A decode row attends to a context of 256 slots or more by KV group, in chunks merged after
   // (flash-decoding), to a shorter one by head: steps across that boundary, into two to four
   // chunks, agree with prompt passes over the same tokens.
-  ModelOptions mo;
-  mo.kv_type = GgmlType::kF32;
-  mo.kv_page_size = 4;
-  mo.kv_cache_tokens = 1024;
-  mo.max_batch_tokens = 64;
-  mo.backend.n_threads = 2;
-  auto m = Model::Load(mo, path_);
+  auto m = LoadModel(1024);
   ASSERT_TRUE(m.ok()) << m.status();
   Model& model = **m;
   const std::vector<int32_t> tokens = Tokens(530, 10);
