@@ -120,20 +120,20 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
       AccumulateRowsF32(weights, ldw, n_out, static_cast<const float*>(rows), n, hd, out, ldo);
     }
   };
-  auto key_page = [&](const BatchSequence& seq, int32_t g, int32_t slot) {
+  // KV group g's rows, in `cache` (keys or values), of the page holding the sequence's `slot`
+  auto page_rows = [&](const uint8_t* cache, const BatchSequence& seq, int32_t g, int32_t slot) {
     const int32_t page = seq.pages[slot / kv_.page_size];
-    return kc + (static_cast<size_t>(page) * n_kv + g) * kv_.page_size * head_bytes;
+    return cache + (static_cast<size_t>(page) * n_kv + g) * kv_.page_size * head_bytes;
   };
-  auto value_page = [&](const BatchSequence& seq, int32_t g, int32_t slot) {
-    const int32_t page = seq.pages[slot / kv_.page_size];
-    return vc + (static_cast<size_t>(page) * n_kv + g) * kv_.page_size * head_bytes;
+  // Memory keys meet the queries before rotation when the memory is position-free.
+  auto memory_queries = [&](const BatchSequence& seq) -> const Tensor& {
+    return seq.memory->rotation() == MemoryRotation::kNone ? *q_pre_rope : q_rot;
   };
   auto attend_block = [&](int32_t s, int32_t h, int64_t r0, int64_t r1, float* mass_row) {
     const BatchSequence& seq = plan_->sequences[s];
     const int32_t g = h / group;
     const PreparedMemory& pm = memory[static_cast<size_t>(s) * n_kv + g];
     const int32_t n_mem = pm.count;
-    const bool position_free = n_mem > 0 && seq.memory->rotation() == MemoryRotation::kNone;
     const int64_t nq = r1 - r0;
     const int32_t first_last = seq.n_cached + static_cast<int32_t>(r0 - seq.first_row);
     const int32_t n_ctx = first_last + static_cast<int32_t>(nq);  // slots the last row sees
@@ -148,13 +148,13 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
       ConvertActivationRow(kv_.type, RowF32(q_rot, r0 + q) + h * hd,
                            queries.data() + q * q_row_bytes, hd);
     }
-    if (n_mem > 0) {  // f32 keys times the f32 queries (before rotation for position-free ones)
-      const Tensor& qm = position_free ? *q_pre_rope : q_rot;
+    if (n_mem > 0) {  // f32 keys times the f32 queries
+      const Tensor& qm = memory_queries(seq);
       GemmRows(GgmlType::kF32, pm.keys.data(), hd * sizeof(float), hd, 0, n_mem,
                RowF32(qm, r0) + h * hd, qm.row_bytes, nq, scores.data(), stride);
     }
     for (int32_t t0 = 0; t0 < n_ctx; t0 += kv_.page_size) {
-      GemmRows(kv_.type, key_page(seq, g, t0), head_bytes, hd, 0,
+      GemmRows(kv_.type, page_rows(kc, seq, g, t0), head_bytes, hd, 0,
                std::min(kv_.page_size, n_ctx - t0), queries.data(), q_row_bytes, nq,
                scores.data() + n_mem + t0, stride);
     }
@@ -180,7 +180,7 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
       const float* weights = scores.data() + q * stride + n_mem;
       float* o = const_cast<float*>(RowF32(*out, r0 + q)) + h * hd;
       for (int32_t t0 = 0; t0 < n_visible; t0 += kv_.page_size) {
-        add_values(weights + t0, 0, 1, value_page(seq, g, t0),
+        add_values(weights + t0, 0, 1, page_rows(vc, seq, g, t0),
                    std::min(kv_.page_size, n_visible - t0), f16, o, 0);
       }
       const float inv_sum = 1.0f / sums[q];
@@ -276,13 +276,12 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
                            queries.data() + j * q_row_bytes, hd);
     }
     if (n_mem > 0) {
-      const Tensor& qm =
-          seq.memory->rotation() == MemoryRotation::kNone ? *q_pre_rope : q_rot;
+      const Tensor& qm = memory_queries(seq);
       GemmRows(GgmlType::kF32, pm.keys.data(), hd * sizeof(float), hd, 0, n_mem,
                RowF32(qm, row) + g * group * hd, hd * sizeof(float), group, scores.data(), n);
     }
     for (int32_t t = chunk.slot0; t < chunk.slot1; t += kv_.page_size) {
-      GemmRows(kv_.type, key_page(seq, g, t), head_bytes, hd, 0,
+      GemmRows(kv_.type, page_rows(kc, seq, g, t), head_bytes, hd, 0,
                std::min(kv_.page_size, chunk.slot1 - t), queries.data(), q_row_bytes, group,
                scores.data() + n_mem + (t - chunk.slot0), n);
     }
@@ -300,7 +299,7 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
       }
     }
     for (int32_t t = chunk.slot0; t < chunk.slot1; t += kv_.page_size) {
-      add_values(scores.data() + col, n, group, value_page(seq, g, t),
+      add_values(scores.data() + col, n, group, page_rows(vc, seq, g, t),
                  std::min(kv_.page_size, chunk.slot1 - t), f16, rec, record_floats);
       col += kv_.page_size;
     }
