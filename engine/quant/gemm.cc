@@ -181,4 +181,14 @@ void AccumulateRowsF16F32(const float* weights, int64_t ldw, int64_t n_out,
   ActiveKernels().accumulate_rows_f16_f32(weights, ldw, n_out, rows_fp16, n, dim, out, ldo);
 }
 
+void DotRowsF32(const float* queries, int64_t ldq, int64_t n_queries, const float* rows, int64_t n,
+                int64_t dim, float* scores, int64_t lds) {
+  ActiveKernels().dot_rows_f32(queries, ldq, n_queries, rows, n, dim, scores, lds);
+}
+
+void DotRowsF16F32(const float* queries, int64_t ldq, int64_t n_queries, const uint16_t* rows_fp16,
+                   int64_t n, int64_t dim, float* scores, int64_t lds) {
+  ActiveKernels().dot_rows_f16_f32(queries, ldq, n_queries, rows_fp16, n, dim, scores, lds);
+}
+
 }  // namespace memoria

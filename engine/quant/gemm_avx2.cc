@@ -594,6 +594,8 @@ const KernelTable& Avx2Kernels() {
                                  SoftmaxNumeratorsF32,
                                  AccumulateRows<float>,
                                  AccumulateRows<uint16_t>,
+                                 DotRows<float>,
+                                 DotRows<uint16_t>,
                                  QuantizeRowQ8_0,
                                  QuantizeRowQ8K};
   return table;

@@ -42,6 +42,11 @@ struct KernelTable {
   void (*accumulate_rows_f16_f32)(const float* weights, int64_t ldw, int64_t n_out,
                                   const uint16_t* rows, int64_t n, int64_t dim, float* out,
                                   int64_t ldo);
+  void (*dot_rows_f32)(const float* queries, int64_t ldq, int64_t n_queries, const float* rows,
+                       int64_t n, int64_t dim, float* scores, int64_t lds);
+  void (*dot_rows_f16_f32)(const float* queries, int64_t ldq, int64_t n_queries,
+                           const uint16_t* rows, int64_t n, int64_t dim, float* scores,
+                           int64_t lds);
   // Activation rows to Q8_0 / Q8_K blocks, every byte as QuantizeRow (quant.h) writes it.
   void (*quantize_row_q8_0)(const float* x, void* out, int64_t k);
   void (*quantize_row_q8_k)(const float* x, void* out, int64_t k);

@@ -171,6 +171,18 @@ void AccumulateRows(const float* weights, int64_t ldw, int64_t n_out, const T* r
   }
 }
 
+template <class T>
+void DotRows(const float* queries, int64_t ldq, int64_t n_queries, const T* rows, int64_t n,
+             int64_t dim, float* scores, int64_t lds) {
+  for (int64_t j = 0; j < n_queries; ++j) {
+    for (int64_t t = 0; t < n; ++t) {
+      float sum = 0;
+      for (int64_t c = 0; c < dim; ++c) sum += queries[j * ldq + c] * ToF32(rows[t * dim + c]);
+      scores[j * lds + t] = sum;
+    }
+  }
+}
+
 void QuantizeRowQ8_0(const float* x, void* out, int64_t k) {
   QuantizeRow(GgmlType::kQ8_0, x, out, k);
 }
@@ -190,6 +202,7 @@ const KernelTable& ScalarKernels() {
                                  Fp32ToFp16Row,            Fp16ToFp32Row,
                                  SiluMulF32,               SoftmaxNumeratorsF32,
                                  AccumulateRows<float>,    AccumulateRows<uint16_t>,
+                                 DotRows<float>,           DotRows<uint16_t>,
                                  QuantizeRowQ8_0,          QuantizeRowQ8K};
   return table;
 }

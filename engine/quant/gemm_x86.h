@@ -217,6 +217,77 @@ void AccumulateRows(const float* weights, int64_t ldw, int64_t n_out, const T* r
   }
 }
 
+// DotRowsF32 / DotRowsF16F32 (gemm.h), eight rows (keys) at a time: each query passes over the
+// block with one accumulator per row, and a tree of horizontal adds turns the eight accumulators
+// into the block's eight scores at once. (A dot product reduced on its own, as in the GEMM
+// kernels' tiles that attention used before, costs as much as its FMAs at head_dim 64.) With
+// several queries, f16 rows are widened once into a buffer that all of them read (the tiles
+// widened each row once per pair of queries). Every score is summed in the same order (lanes by
+// the FMAs over the row, then the fixed tree) wherever its row falls and however many queries
+// there are: the buffer holds exactly the values widened on the fly.
+constexpr int64_t kDotRowsMaxDim = 256;
+
+inline __m256 SumEachOf8(const __m256 (&acc)[8]) {
+  const __m256 h01 = _mm256_hadd_ps(acc[0], acc[1]), h23 = _mm256_hadd_ps(acc[2], acc[3]);
+  const __m256 h45 = _mm256_hadd_ps(acc[4], acc[5]), h67 = _mm256_hadd_ps(acc[6], acc[7]);
+  const __m256 h0123 = _mm256_hadd_ps(h01, h23), h4567 = _mm256_hadd_ps(h45, h67);
+  // lane i of the low halves holds row i's (or i + 4's) first four lanes summed, of the high
+  // halves its last four
+  return _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20),
+                       _mm256_permute2f128_ps(h0123, h4567, 0x31));
+}
+
+// Scores of one query against n_rows <= 8 rows, dim a multiple of 8. A partial block repeats
+// its last row in the missing places (computed, not stored), so the loop keeps its eight
+// accumulators in registers.
+template <class T>
+inline void DotBlock(const float* q, const T* rows, int64_t n_rows, int64_t dim, float* scores) {
+  const T* row[8];
+  for (int i = 0; i < 8; ++i) row[i] = rows + (i < n_rows ? i : n_rows - 1) * dim;
+  __m256 acc[8];
+  for (__m256& a : acc) a = _mm256_setzero_ps();
+  for (int64_t c = 0; c < dim; c += 8) {
+    const __m256 qv = _mm256_loadu_ps(q + c);
+    for (int i = 0; i < 8; ++i) acc[i] = _mm256_fmadd_ps(Load8AsF32(row[i] + c), qv, acc[i]);
+  }
+  if (n_rows == 8) {
+    _mm256_storeu_ps(scores, SumEachOf8(acc));
+  } else {
+    StorePartial8(scores, SumEachOf8(acc), n_rows);
+  }
+}
+
+template <class T>
+void DotRows(const float* queries, int64_t ldq, int64_t n_queries, const T* rows, int64_t n,
+             int64_t dim, float* scores, int64_t lds) {
+  constexpr bool kWiden = sizeof(T) != sizeof(float);
+  if (dim % 8 != 0 || dim > kDotRowsMaxDim) {  // no Llama-family head size
+    if constexpr (kWiden) {
+      ScalarKernels().dot_rows_f16_f32(queries, ldq, n_queries, rows, n, dim, scores, lds);
+    } else {
+      ScalarKernels().dot_rows_f32(queries, ldq, n_queries, rows, n, dim, scores, lds);
+    }
+    return;
+  }
+  alignas(32) float widened[kWiden ? 8 * kDotRowsMaxDim : 1];
+  for (int64_t t0 = 0; t0 < n; t0 += 8) {
+    const int64_t n_rows = n - t0 < 8 ? n - t0 : 8;
+    const T* block = rows + t0 * dim;
+    if (kWiden && n_queries > 1) {
+      for (int64_t i = 0; i < n_rows * dim; i += 8) {
+        _mm256_store_ps(widened + i, Load8AsF32(block + i));
+      }
+      for (int64_t j = 0; j < n_queries; ++j) {
+        DotBlock(queries + j * ldq, widened, n_rows, dim, scores + j * lds + t0);
+      }
+    } else {
+      for (int64_t j = 0; j < n_queries; ++j) {
+        DotBlock(queries + j * ldq, block, n_rows, dim, scores + j * lds + t0);
+      }
+    }
+  }
+}
+
 // Fp16ToFp32Row (gemm.h): every half converts exactly, so F16C and the portable code agree.
 void Fp16ToFp32Row(const uint16_t* x, float* y, int64_t n) {
   int64_t i = 0;

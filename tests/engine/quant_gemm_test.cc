@@ -304,6 +304,58 @@ TEST_P(VectorHelpersTest, AccumulateRows) {
   }
 }
 
+// Several query heads against key rows, queries and scores further apart than one row, as in
+// attention; head sizes with and without a vector multiple, row counts around the 8-row blocks.
+// A key's score must not depend on where it falls among the rows or on how many queries share
+// them: decode steps and prompt passes score the same key in different blocks.
+TEST_P(VectorHelpersTest, DotRows) {
+  std::mt19937 rng(37);
+  for (int64_t n_queries : {1, 2, 3, 4, 7}) {
+    for (int64_t dim : {1, 8, 20, 64, 128, 264}) {
+      for (int64_t n : {0, 1, 7, 8, 9, 16, 21}) {
+        SCOPED_TRACE(::testing::Message() << "queries=" << n_queries << " dim=" << dim
+                                          << " n=" << n);
+        const int64_t ldq = dim + 3, lds = n + 2;
+        const std::vector<float> queries = Gaussian(n_queries * ldq, &rng),
+                                 rows = Gaussian(n * dim, &rng);
+        std::vector<uint16_t> rows16(n * dim);
+        for (size_t i = 0; i < rows16.size(); ++i) rows16[i] = Fp32ToFp16(rows[i]);
+        std::vector<float> scores(n_queries * lds, kUntouched), scores16 = scores;
+        DotRowsF32(queries.data(), ldq, n_queries, rows.data(), n, dim, scores.data(), lds);
+        DotRowsF16F32(queries.data(), ldq, n_queries, rows16.data(), n, dim, scores16.data(), lds);
+        for (int64_t j = 0; j < n_queries; ++j) {
+          for (int64_t t = 0; t < lds; ++t) {
+            const int64_t o = j * lds + t;
+            if (t >= n) {  // the gap between score rows
+              EXPECT_EQ(scores[o], kUntouched);
+              EXPECT_EQ(scores16[o], kUntouched);
+              continue;
+            }
+            double want = 0, want16 = 0, magnitude = 0;
+            for (int64_t c = 0; c < dim; ++c) {
+              const double q = queries[j * ldq + c];
+              want += q * rows[t * dim + c];
+              want16 += q * Fp16ToFp32(rows16[t * dim + c]);
+              magnitude += std::fabs(q * rows[t * dim + c]);
+            }
+            EXPECT_NEAR(scores[o], want, 1e-6 * magnitude) << "j=" << j << " t=" << t;
+            EXPECT_NEAR(scores16[o], want16, 1e-6 * magnitude) << "j=" << j << " t=" << t;
+          }
+        }
+        // Each key alone, and the last query alone, score bit for bit the same.
+        for (int64_t t = 0; t < n; ++t) {
+          float alone = 0, alone16 = 0;
+          const float* last = queries.data() + (n_queries - 1) * ldq;
+          DotRowsF32(last, ldq, 1, rows.data() + t * dim, 1, dim, &alone, 1);
+          DotRowsF16F32(last, ldq, 1, rows16.data() + t * dim, 1, dim, &alone16, 1);
+          EXPECT_EQ(alone, scores[(n_queries - 1) * lds + t]) << "t=" << t;
+          EXPECT_EQ(alone16, scores16[(n_queries - 1) * lds + t]) << "t=" << t;
+        }
+      }
+    }
+  }
+}
+
 // Activations quantize to the bytes of QuantizeRow on every path (the dot kernels of all paths
 // then see the same values). Besides Gaussian blocks, one block each of ties (amax 127 makes the
 // scale 1, so k + 0.5 must round to even), zeros, one outlier, tiny and huge magnitudes.

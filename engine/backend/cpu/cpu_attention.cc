@@ -103,12 +103,22 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
   }
 
   // A block of query rows [r0, r1) of one sequence and one head: each row attends to
-  // [memory entries] + [its causal context] in one softmax. Scores against the cache come from
-  // the GEMM kernel one page at a time (each key is read once for the whole block, queries
-  // converted to the cache's type as the kernels expect); values are summed a page at a time
-  // per query row (below), and each output is divided by its softmax sum at the end.
-  const size_t q_row_bytes = GgmlRowBytes(kv_.type, hd);
+  // [memory entries] + [its causal context] in one softmax. Scores against the cache come one
+  // page at a time (each key is read once for the whole block); values are summed a page at a
+  // time per query row (below), and each output is divided by its softmax sum at the end.
   const Tensor& q_rot = q;  // the loops below use q for a row index
+  const int64_t ldq = static_cast<int64_t>(q_rot.row_bytes / sizeof(float));
+  // scores[j * lds + 0:n) for the n_queries query vectors at queries (ldq floats apart) and n
+  // contiguous key rows (cache pages and memory entries, f16 or f32)
+  auto score_rows = [hd](const float* queries, int64_t ldq, int64_t n_queries, const void* rows,
+                         int32_t n, bool rows_f16, float* scores, int64_t lds) {
+    if (rows_f16) {
+      DotRowsF16F32(queries, ldq, n_queries, static_cast<const uint16_t*>(rows), n, hd, scores,
+                    lds);
+    } else {
+      DotRowsF32(queries, ldq, n_queries, static_cast<const float*>(rows), n, hd, scores, lds);
+    }
+  };
   // out[j * ldo + 0:hd) += the weights[j * ldw + 0:n) times n contiguous value rows, for j < n_out
   // (cache pages and memory entries, f16 or f32)
   auto add_values = [hd](const float* weights, int64_t ldw, int64_t n_out, const void* rows,
@@ -139,24 +149,17 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
     const int32_t n_ctx = first_last + static_cast<int32_t>(nq);  // slots the last row sees
     const int64_t stride = n_mem + n_ctx;
     thread_local std::vector<float> scores, sums;
-    thread_local std::vector<uint8_t> queries;
     scores.resize(static_cast<size_t>(nq) * stride);
     sums.resize(static_cast<size_t>(nq));
-    queries.resize(static_cast<size_t>(nq) * q_row_bytes);
 
-    for (int64_t q = 0; q < nq; ++q) {
-      ConvertActivationRow(kv_.type, RowF32(q_rot, r0 + q) + h * hd,
-                           queries.data() + q * q_row_bytes, hd);
-    }
-    if (n_mem > 0) {  // f32 keys times the f32 queries
+    if (n_mem > 0) {  // f32 keys
       const Tensor& qm = memory_queries(seq);
-      GemmRows(GgmlType::kF32, pm.keys.data(), hd * sizeof(float), hd, 0, n_mem,
-               RowF32(qm, r0) + h * hd, qm.row_bytes, nq, scores.data(), stride);
+      score_rows(RowF32(qm, r0) + h * hd, static_cast<int64_t>(qm.row_bytes / sizeof(float)), nq,
+                 pm.keys.data(), n_mem, false, scores.data(), stride);
     }
     for (int32_t t0 = 0; t0 < n_ctx; t0 += kv_.page_size) {
-      GemmRows(kv_.type, page_rows(kc, seq, g, t0), head_bytes, hd, 0,
-               std::min(kv_.page_size, n_ctx - t0), queries.data(), q_row_bytes, nq,
-               scores.data() + n_mem + t0, stride);
+      score_rows(RowF32(q_rot, r0) + h * hd, ldq, nq, page_rows(kc, seq, g, t0),
+                 std::min(kv_.page_size, n_ctx - t0), f16, scores.data() + n_mem + t0, stride);
     }
     // softmax numerators per row over its visible part
     for (int64_t q = 0; q < nq; ++q) {
@@ -268,22 +271,16 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
     const int64_t n = n_mem + n_slots;  // scores per head
     const int64_t row = seq.first_row;
     thread_local std::vector<float> scores;
-    thread_local std::vector<uint8_t> queries;
     scores.resize(static_cast<size_t>(group) * n);
-    queries.resize(static_cast<size_t>(group) * q_row_bytes);
-    for (int32_t j = 0; j < group; ++j) {
-      ConvertActivationRow(kv_.type, RowF32(q_rot, row) + (g * group + j) * hd,
-                           queries.data() + j * q_row_bytes, hd);
-    }
     if (n_mem > 0) {
       const Tensor& qm = memory_queries(seq);
-      GemmRows(GgmlType::kF32, pm.keys.data(), hd * sizeof(float), hd, 0, n_mem,
-               RowF32(qm, row) + g * group * hd, hd * sizeof(float), group, scores.data(), n);
+      score_rows(RowF32(qm, row) + g * group * hd, hd, group, pm.keys.data(), n_mem, false,
+                 scores.data(), n);
     }
     for (int32_t t = chunk.slot0; t < chunk.slot1; t += kv_.page_size) {
-      GemmRows(kv_.type, page_rows(kc, seq, g, t), head_bytes, hd, 0,
-               std::min(kv_.page_size, chunk.slot1 - t), queries.data(), q_row_bytes, group,
-               scores.data() + n_mem + (t - chunk.slot0), n);
+      score_rows(RowF32(q_rot, row) + g * group * hd, hd, group, page_rows(kc, seq, g, t),
+                 std::min(kv_.page_size, chunk.slot1 - t), f16,
+                 scores.data() + n_mem + (t - chunk.slot0), n);
     }
     float* rec = records.data() + chunk.first_record * record_floats;
     for (int32_t j = 0; j < group; ++j) {
