@@ -47,9 +47,10 @@ void AccumulateRowsF32(const float* weights, int64_t ldw, int64_t n_out, const f
 void AccumulateRowsF16F32(const float* weights, int64_t ldw, int64_t n_out,
                           const uint16_t* rows_fp16, int64_t n, int64_t dim, float* out,
                           int64_t ldo);
-// Attention's scores: scores[j * lds + t] = dot(queries[j * ldq + 0:dim), rows[t * dim : (t + 1)
-// * dim]) for j < n_queries, t < n (the keys of one KV page, or one reference's memory entries,
-// against the query heads that share them; each row is read, and widened from f16, once for all).
+// Attention's scores: for j < n_queries and t < n,
+//   scores[j * lds + t] = dot(queries[j * ldq + 0:dim), rows[t * dim + 0:dim))
+// (the keys of one KV page, or one reference's memory entries, against the query heads that share
+// them; each row is read, and widened from f16, once for all).
 // A score's summation order does not depend on t, n or n_queries, so a key scores the same in a
 // prompt pass, a decode step and any chunk of either.
 void DotRowsF32(const float* queries, int64_t ldq, int64_t n_queries, const float* rows, int64_t n,

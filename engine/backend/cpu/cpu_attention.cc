@@ -107,7 +107,7 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
   // page at a time (each key is read once for the whole block); values are summed a page at a
   // time per query row (below), and each output is divided by its softmax sum at the end.
   const Tensor& q_rot = q;  // the loops below use q for a row index
-  const int64_t ldq = static_cast<int64_t>(q_rot.row_bytes / sizeof(float));
+  const int64_t q_row_floats = static_cast<int64_t>(q_rot.row_bytes / sizeof(float));
   // scores[j * lds + 0:n) for the n_queries query vectors at queries (ldq floats apart) and n
   // contiguous key rows (cache pages and memory entries, f16 or f32)
   auto score_rows = [hd](const float* queries, int64_t ldq, int64_t n_queries, const void* rows,
@@ -158,7 +158,7 @@ void CpuBackend::Attention(int32_t layer, const Tensor& q, const Tensor* q_pre_r
                  pm.keys.data(), n_mem, false, scores.data(), stride);
     }
     for (int32_t t0 = 0; t0 < n_ctx; t0 += kv_.page_size) {
-      score_rows(RowF32(q_rot, r0) + h * hd, ldq, nq, page_rows(kc, seq, g, t0),
+      score_rows(RowF32(q_rot, r0) + h * hd, q_row_floats, nq, page_rows(kc, seq, g, t0),
                  std::min(kv_.page_size, n_ctx - t0), f16, scores.data() + n_mem + t0, stride);
     }
     // softmax numerators per row over its visible part
