@@ -473,10 +473,13 @@ struct Q4_Kx16Kernel {
 struct Q6_Kx16Kernel {
   static constexpr int kBatchRows = 2;  // 1: 0.8x pp512, 4: 0.9x (1B Q4_K_M model)
   static constexpr int kDecodeStreams = 2;  // see Q4_Kx16Kernel
-  // Lines requested 4 KiB ahead, not kPrefetchDistance (1 KiB): beyond L3 1.1-1.4x the rate on
-  // two threads (kernels_bench, three rounds; 2 and 8 KiB in between). At 2-4 KiB the Q8_0
-  // kernel read less (0.6-0.85x) and the Q4_K one the same or less, so they keep 1 KiB.
-  static constexpr int kPrefetchBytes = 4096;
+  // Lines requested 3 KiB ahead, not kPrefetchDistance (1 KiB). Whole decode steps of the 1B
+  // Q4_K_M model (in-process alternation, either order, Zen 3): 3 KiB ran 1.02-1.04x 4 KiB in
+  // 8 of 8 runs on two threads and 1.07-1.08x on one; 2 KiB 1.02-1.03x, 1.5 KiB 0.99x, 1 KiB
+  // 0.9x, 8 KiB 1.0x. The kernel alone (kernels_bench, beyond L3) reads as much at 3 KiB as at
+  // 4 and 1.1-1.4x as much as at 1. The Q8_0 and Q4_K kernels keep 1 KiB: at 2 KiB their
+  // models decoded 0.97x and 0.98-0.99x, at 0.5 KiB 1.0x.
+  static constexpr int kPrefetchBytes = 3072;
   static constexpr int kBlockElems = kQK_K;
   static constexpr size_t kGroupBlockBytes = sizeof(BlockQ6_Kx16);
   using Sums = GroupSums;
