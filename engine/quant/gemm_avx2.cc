@@ -476,9 +476,10 @@ struct Q6_Kx16Kernel {
   // Lines requested 3 KiB ahead, not kPrefetchDistance (1 KiB). Whole decode steps of the 1B
   // Q4_K_M model (in-process alternation, either order, Zen 3): 3 KiB ran 1.02-1.04x 4 KiB in
   // 8 of 8 runs on two threads and 1.07-1.08x on one; 2 KiB 1.02-1.03x, 1.5 KiB 0.99x, 1 KiB
-  // 0.9x, 8 KiB 1.0x. The kernel alone (kernels_bench, beyond L3) reads as much at 3 KiB as at
-  // 4 and 1.1-1.4x as much as at 1. The Q8_0 and Q4_K kernels keep 1 KiB: at 2 KiB their
-  // models decoded 0.97x and 0.98-0.99x, at 0.5 KiB 1.0x.
+  // 0.9x, 8 KiB 1.0x. The kernel alone (kernels_bench, beyond L3) does not tell 3 KiB from 4
+  // (0.92-0.99x, within its noise); at 4 KiB it had read 1.1-1.4x what it read at 1. The Q8_0
+  // and Q4_K kernels keep 1 KiB: at 2 KiB their models decoded 0.97x and 0.98-0.99x, at 0.5 KiB
+  // 1.0x.
   static constexpr int kPrefetchBytes = 3072;
   static constexpr int kBlockElems = kQK_K;
   static constexpr size_t kGroupBlockBytes = sizeof(BlockQ6_Kx16);
