@@ -264,6 +264,13 @@ TEST_P(VectorHelpersTest, SoftmaxNumerators) {
   }
 }
 
+// The f16 rows the cache would hold for `rows`.
+std::vector<uint16_t> RoundedToFp16(const std::vector<float>& rows) {
+  std::vector<uint16_t> rows16(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) rows16[i] = Fp32ToFp16(rows[i]);
+  return rows16;
+}
+
 // Several outputs (query heads) at once, each with its own weights; weights and outputs lie
 // further apart than one row, as attention's score rows and partial outputs do.
 TEST_P(VectorHelpersTest, AccumulateRows) {
@@ -275,8 +282,7 @@ TEST_P(VectorHelpersTest, AccumulateRows) {
         const int64_t ldw = n + 3, ldo = dim + 2;
         const std::vector<float> weights = Gaussian(n_out * ldw, &rng),
                                  rows = Gaussian(n * dim, &rng), out0 = Gaussian(n_out * ldo, &rng);
-        std::vector<uint16_t> rows16(n * dim);
-        for (size_t i = 0; i < rows16.size(); ++i) rows16[i] = Fp32ToFp16(rows[i]);
+        const std::vector<uint16_t> rows16 = RoundedToFp16(rows);
         std::vector<float> out = out0, out16 = out0;
         AccumulateRowsF32(weights.data(), ldw, n_out, rows.data(), n, dim, out.data(), ldo);
         AccumulateRowsF16F32(weights.data(), ldw, n_out, rows16.data(), n, dim, out16.data(), ldo);
@@ -318,8 +324,7 @@ TEST_P(VectorHelpersTest, DotRows) {
         const int64_t ldq = dim + 3, lds = n + 2;
         const std::vector<float> queries = Gaussian(n_queries * ldq, &rng),
                                  rows = Gaussian(n * dim, &rng);
-        std::vector<uint16_t> rows16(n * dim);
-        for (size_t i = 0; i < rows16.size(); ++i) rows16[i] = Fp32ToFp16(rows[i]);
+        const std::vector<uint16_t> rows16 = RoundedToFp16(rows);
         std::vector<float> scores(n_queries * lds, kUntouched), scores16 = scores;
         DotRowsF32(queries.data(), ldq, n_queries, rows.data(), n, dim, scores.data(), lds);
         DotRowsF16F32(queries.data(), ldq, n_queries, rows16.data(), n, dim, scores16.data(), lds);
