@@ -63,6 +63,17 @@ WeightBytes MakeWeights(GgmlType type, int64_t rows, int64_t k, size_t* row_byte
   return w;
 }
 
+// Row length of the decode cases' matrices.
+constexpr int64_t kDecodeK = 4096;
+
+// Decode from DRAM: a k = kDecodeK matrix with as many rows (a multiple of 16) as fill 512 MiB, the
+// probe's buffer. A matrix a few times the size of L3 is not enough: Zen 3's 32 MiB L3 keeps part
+// of it from one pass to the next, and at 32768 rows (75 MiB in Q4_K) interleaved Q4_K decode read
+// 1.2x what the probe read (2 threads), at 131072 rows (288 MiB) 0.9x.
+int64_t DramRows(GgmlType type) {
+  return static_cast<int64_t>((size_t{512} << 20) / GgmlRowBytes(type, kDecodeK)) / 16 * 16;
+}
+
 void BM_GemmRows(benchmark::State& state, GgmlType type, CpuIsa isa, int64_t rows, int64_t k,
                  int64_t nb) {
   SetCpuIsaForTesting(isa);
@@ -93,27 +104,26 @@ void BM_GemmRows(benchmark::State& state, GgmlType type, CpuIsa isa, int64_t row
 
 // Decode (nb = 1) on the engine's thread pool, rows split into blocks as CpuBackend::MatMul
 // splits them (RowSplit). `interleaved`: the weights repacked as the CPU backend repacks them
-// where PrefersInterleavedRows (engine/quant/interleave.h). With 32768 rows the matrix is beyond
-// L3: the multi-threaded rate to compare with ReadBandwidth at the same thread count. With 64
-// rows it stays in L2 (at most 280 KB): the kernel's compute rate, which a change to its
-// instruction count moves even where the DRAM rate (and a noisy neighbour) hides it. 256 rows
-// (up to 1.1 MB) stay in Zen 4's 1 MiB L2 but partly come from L3 on Zen 3 (512 KiB L2).
+// where PrefersInterleavedRows (engine/quant/interleave.h). With DramRows(type) rows the matrix
+// comes from DRAM: the multi-threaded rate to compare with ReadBandwidth at the same thread
+// count. With 64 rows it stays in L2 (at most 280 KB): the kernel's compute rate, which a change
+// to its instruction count moves even where the DRAM rate (and a noisy neighbour) hides it. 256
+// rows (up to 1.1 MB) stay in Zen 4's 1 MiB L2 but partly come from L3 on Zen 3 (512 KiB L2).
 void BM_GemmRowsPool(benchmark::State& state, GgmlType type, bool interleaved, int n_threads,
                      int64_t rows) {
-  constexpr int64_t kK = 4096;
   size_t w_row_bytes;
-  WeightBytes w = MakeWeights(type, rows, kK, &w_row_bytes);
+  WeightBytes w = MakeWeights(type, rows, kDecodeK, &w_row_bytes);
   const GgmlType dot_type = DotTypeFor(type);
-  const size_t x_row_bytes = interleaved ? InterleavedActivationRowBytes(type, kK)
-                                         : GgmlRowBytes(dot_type, kK);
+  const size_t x_row_bytes = interleaved ? InterleavedActivationRowBytes(type, kDecodeK)
+                                         : GgmlRowBytes(dot_type, kDecodeK);
   std::vector<uint8_t> xq(x_row_bytes);
-  std::vector<float> x(kK, 0.5f);
+  std::vector<float> x(kDecodeK, 0.5f);
   if (interleaved) {
     const WeightBytes row_major = w;
-    InterleaveRows(type, row_major.data(), rows, kK, w.data());
-    ConvertInterleavedActivationRow(type, x.data(), xq.data(), kK);
+    InterleaveRows(type, row_major.data(), rows, kDecodeK, w.data());
+    ConvertInterleavedActivationRow(type, x.data(), xq.data(), kDecodeK);
   } else {
-    ConvertActivationRow(dot_type, x.data(), xq.data(), kK);
+    ConvertActivationRow(dot_type, x.data(), xq.data(), kDecodeK);
   }
   std::vector<float> y(rows);
   ThreadPool pool(n_threads);
@@ -123,10 +133,10 @@ void BM_GemmRowsPool(benchmark::State& state, GgmlType type, bool interleaved, i
       const int64_t r0 = split.begin(b);
       const int64_t r1 = split.end(b);
       if (interleaved) {
-        GemmInterleavedRows(type, w.data(), rows, kK, r0, r1, xq.data(), x_row_bytes, 1, y.data(),
-                            rows);
+        GemmInterleavedRows(type, w.data(), rows, kDecodeK, r0, r1, xq.data(), x_row_bytes, 1,
+                            y.data(), rows);
       } else {
-        GemmRows(type, w.data(), w_row_bytes, kK, r0, r1, xq.data(), x_row_bytes, 1, y.data(),
+        GemmRows(type, w.data(), w_row_bytes, kDecodeK, r0, r1, xq.data(), x_row_bytes, 1, y.data(),
                  rows);
       }
     });
@@ -154,11 +164,11 @@ void RegisterAll() {
                                  CpuIsaName(isa) + "/nb:" + std::to_string(nb) + "/2048x2048";
         benchmark::RegisterBenchmark(name.c_str(), BM_GemmRows, type, isa, 2048, 2048, nb);
       }
-      // Decode from a matrix well beyond L3 (75 MiB in q4_K): the number to compare with
-      // ReadBandwidth.
+      // Decode from DRAM: the number to compare with ReadBandwidth.
       const std::string big = std::string("GemmRows/") + std::string(TraitsOf(type).name) + "/" +
-                              CpuIsaName(isa) + "/nb:1/32768x4096";
-      benchmark::RegisterBenchmark(big.c_str(), BM_GemmRows, type, isa, 32768, 4096, 1);
+                              CpuIsaName(isa) + "/nb:1/512MiB";
+      benchmark::RegisterBenchmark(big.c_str(), BM_GemmRows, type, isa, DramRows(type), kDecodeK,
+                                   1);
     }
   }
   for (GgmlType type : {GgmlType::kQ8_0, GgmlType::kQ4_K, GgmlType::kQ6_K}) {
@@ -167,10 +177,9 @@ void RegisterAll() {
       const std::string prefix = std::string("GemmRowsPool/") +
                                  std::string(TraitsOf(type).name) + (interleaved ? "x16" : "");
       for (int n_threads : {1, 2}) {
-        const std::string name =
-            prefix + "/nb:1/32768x4096/threads:" + std::to_string(n_threads);
+        const std::string name = prefix + "/nb:1/512MiB/threads:" + std::to_string(n_threads);
         benchmark::RegisterBenchmark(name.c_str(), BM_GemmRowsPool, type, interleaved, n_threads,
-                                     int64_t{32768})
+                                     DramRows(type))
             ->UseRealTime();
       }
       for (int64_t cached_rows : {64, 256}) {
