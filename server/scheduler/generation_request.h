@@ -65,12 +65,13 @@ struct FinishEvent {
 };
 
 // What the scheduler streams back. One event may carry a retrieval, tokens with their text, and
-// the finish; the finish comes last and once.
+// the finish; the finish comes last and once. The members' {} initializers let an event name only
+// what it carries (GenerationEvent{.finish = ...}) without -Wmissing-field-initializers.
 struct GenerationEvent {
-  std::optional<RetrievalEvent> retrieval;
-  std::vector<SampledToken> tokens;
-  std::string text;  // whole UTF-8 characters, stop strings held back
-  std::optional<FinishEvent> finish;
+  std::optional<RetrievalEvent> retrieval{};
+  std::vector<SampledToken> tokens{};
+  std::string text{};  // whole UTF-8 characters, stop strings held back
+  std::optional<FinishEvent> finish{};
 };
 
 }  // namespace memoria

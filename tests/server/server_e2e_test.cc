@@ -108,7 +108,9 @@ class ServerTest : public ::testing::Test {
     server_ = server->release();
   }
   static void TearDownTestSuite() {
-    if (server_ != nullptr) EXPECT_EQ(server_->Terminate(), 0);
+    if (server_ != nullptr) {
+      EXPECT_EQ(server_->Terminate(), 0);
+    }
     delete server_;
     server_ = nullptr;
   }
@@ -138,7 +140,9 @@ class ServerTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (server_ != nullptr) ASSERT_TRUE(server_->Running()) << "the server died:\n" << server_->Log();
+    if (server_ != nullptr) {
+      ASSERT_TRUE(server_->Running()) << "the server died:\n" << server_->Log();
+    }
   }
 
   static ServerProcess* server_;
